@@ -1,0 +1,544 @@
+//! `httpsrvd`: the host program. It drives the library through its C API exactly as a C host
+//! would: create a server, apply options, bind listeners, load modules, start, then wait for
+//! SIGINT or SIGTERM and stop gracefully.
+//!
+//! Exit codes: 0 clean stop, 1 other runtime failure, 2 bad usage, 3 rejected option,
+//! 4 listen failure, 5 module load failure.
+
+use std::ffi::{c_char, c_int, c_uint, CStr, CString, OsString};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStringExt;
+use std::process::ExitCode;
+use std::ptr;
+
+use httpsrv::{
+    httpsrv_server, httpsrv_server_free, httpsrv_server_listen, httpsrv_server_load_module,
+    httpsrv_server_new, httpsrv_server_port, httpsrv_server_set, httpsrv_server_start,
+    httpsrv_server_stop, httpsrv_strerror, httpsrv_version,
+};
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_OPTION: u8 = 3;
+const EXIT_LISTEN: u8 = 4;
+const EXIT_MODULE: u8 = 5;
+
+const DEFAULT_LISTEN: &CStr = c"127.0.0.1:8080";
+const DEFAULT_GRACE_MS: c_uint = 5000;
+
+const USAGE: &str = "\
+Usage: httpsrvd [FLAGS]
+
+Runs an httpsrv HTTP/1.1 server with the given modules until SIGINT or SIGTERM.
+
+Flags (a value may also be given as --flag=VALUE):
+  --listen ADDR         address to listen on, e.g. 127.0.0.1:8080 or [::1]:0 (port 0: any free
+                        port); repeatable; default 127.0.0.1:8080
+  --module PATH[=ARGS]  load a module (a shared object exporting httpsrv_module_init) and pass
+                        it ARGS (text after the first '='); a PATH without '/' is relative to
+                        the current directory; repeatable, loaded in order
+  --set KEY=VALUE       set a server option; repeatable; the keys, defaults and meanings are in
+                        the option table of README.md (\"Options\")
+  --grace-ms N          on stop, give in-flight responses up to N ms to finish; default 5000
+  -h, --help            print this help and exit
+  --version             print the version and exit
+
+On start, one line per listener goes to stdout: httpsrvd listening on http://HOST:PORT/
+
+Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage, 3 rejected option,
+4 listen failure, 5 module load failure.
+";
+
+/// Every function of the C API (API.md), referenced from the executable. The host calls only a
+/// few of them, and the linker would leave the rest of the rlib's functions out of the binary;
+/// modules the host `dlopen`s resolve `httpsrv_*` from the executable (`--export-dynamic`), so a
+/// missing one makes a module fail to load with an undefined symbol. `#[used]` keeps this table,
+/// and with it every function, in the link.
+#[used]
+static C_API: ExportTable = ExportTable([
+    httpsrv::httpsrv_version as *const (),
+    httpsrv::httpsrv_strerror as *const (),
+    httpsrv::httpsrv_server_new as *const (),
+    httpsrv::httpsrv_server_set as *const (),
+    httpsrv::httpsrv_server_listen as *const (),
+    httpsrv::httpsrv_server_port as *const (),
+    httpsrv::httpsrv_server_route as *const (),
+    httpsrv::httpsrv_server_load_module as *const (),
+    httpsrv::httpsrv_server_set_logger as *const (),
+    httpsrv::httpsrv_server_start as *const (),
+    httpsrv::httpsrv_server_stop as *const (),
+    httpsrv::httpsrv_server_free as *const (),
+    httpsrv::httpsrv_request_method as *const (),
+    httpsrv::httpsrv_request_target as *const (),
+    httpsrv::httpsrv_request_path as *const (),
+    httpsrv::httpsrv_request_query as *const (),
+    httpsrv::httpsrv_request_version as *const (),
+    httpsrv::httpsrv_request_header as *const (),
+    httpsrv::httpsrv_request_header_count as *const (),
+    httpsrv::httpsrv_request_header_at as *const (),
+    httpsrv::httpsrv_request_body as *const (),
+    httpsrv::httpsrv_request_peer as *const (),
+    httpsrv::httpsrv_response_status_set as *const (),
+    httpsrv::httpsrv_response_header_set as *const (),
+    httpsrv::httpsrv_response_header_add as *const (),
+    httpsrv::httpsrv_response_header_remove as *const (),
+    httpsrv::httpsrv_response_append as *const (),
+    httpsrv::httpsrv_response_flush as *const (),
+    httpsrv::httpsrv_response_flush_async as *const (),
+    httpsrv::httpsrv_response_clear as *const (),
+    httpsrv::httpsrv_response_headers_sent as *const (),
+    httpsrv::httpsrv_response_compression as *const (),
+    httpsrv::httpsrv_response_bytes_sent as *const (),
+    httpsrv::httpsrv_response_pending as *const (),
+    httpsrv::httpsrv_session_on_close as *const (),
+    httpsrv::httpsrv_session_set_data as *const (),
+    httpsrv::httpsrv_session_data as *const (),
+    httpsrv::httpsrv_session_post as *const (),
+    httpsrv::httpsrv_session_abort as *const (),
+]);
+
+struct ExportTable([*const (); 39]);
+
+// SAFETY: the table only holds code addresses; nothing reads through them or calls them here.
+unsafe impl Sync for ExportTable {}
+
+/// A failure with the exit code it maps to and the message for stderr.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+struct ModuleSpec {
+    path: CString,
+    args: Option<CString>,
+}
+
+struct Config {
+    listen: Vec<CString>,
+    modules: Vec<ModuleSpec>,
+    sets: Vec<(CString, CString)>,
+    grace_ms: c_uint,
+}
+
+enum Action {
+    Run(Config),
+    Help,
+    Version,
+}
+
+fn main() -> ExitCode {
+    // Referenced at run time too, so no linker or optimizer setting can drop the table.
+    std::hint::black_box(&C_API.0);
+
+    let action = match parse_args(std::env::args_os().skip(1)) {
+        Ok(action) => action,
+        Err(message) => {
+            eprintln!("httpsrvd: {message}");
+            eprintln!("Try 'httpsrvd --help' for more information.");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match action {
+        Action::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Action::Version => {
+            println!("httpsrvd {}", library_version());
+            ExitCode::SUCCESS
+        }
+        Action::Run(config) => match run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => {
+                eprintln!("httpsrvd: {}", failure.message);
+                ExitCode::from(failure.code)
+            }
+        },
+    }
+}
+
+/// Parses the flags (without the program name). `Err` is a usage error message.
+fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Action, String> {
+    let mut config = Config {
+        listen: Vec::new(),
+        modules: Vec::new(),
+        sets: Vec::new(),
+        grace_ms: DEFAULT_GRACE_MS,
+    };
+    let mut args = args.map(OsString::into_vec);
+    while let Some(arg) = args.next() {
+        // `--flag=VALUE` carries its value inline; split at the first '=' only, so
+        // `--set=key=value` keeps `key=value` whole.
+        let (flag, inline) = match arg.iter().position(|&b| b == b'=') {
+            Some(i) if arg.starts_with(b"--") => (arg[..i].to_vec(), Some(arg[i + 1..].to_vec())),
+            _ => (arg, None),
+        };
+        let flag_text = String::from_utf8_lossy(&flag).into_owned();
+        let takes_value = matches!(
+            flag.as_slice(),
+            b"--listen" | b"--module" | b"--set" | b"--grace-ms"
+        );
+        if !takes_value {
+            if inline.is_some() {
+                return Err(format!("{flag_text} takes no value"));
+            }
+            match flag.as_slice() {
+                b"-h" | b"--help" => return Ok(Action::Help),
+                b"--version" => return Ok(Action::Version),
+                _ => return Err(format!("unknown argument '{flag_text}'")),
+            }
+        }
+        let value = match inline.or_else(|| args.next()) {
+            Some(value) => value,
+            None => return Err(format!("{flag_text} needs a value")),
+        };
+        match flag.as_slice() {
+            b"--listen" => config.listen.push(c_string(value, &flag_text)?),
+            b"--module" => config.modules.push(parse_module(value)?),
+            b"--set" => {
+                let Some((key, val)) = split_once_eq(&value) else {
+                    return Err(format!(
+                        "--set needs KEY=VALUE, got '{}'",
+                        String::from_utf8_lossy(&value)
+                    ));
+                };
+                config
+                    .sets
+                    .push((c_string(key, "--set")?, c_string(val, "--set")?));
+            }
+            _ => {
+                // Only --grace-ms is left (see `takes_value`).
+                let text = String::from_utf8_lossy(&value);
+                config.grace_ms = text.trim().parse::<c_uint>().map_err(|_| {
+                    format!("--grace-ms needs a whole number of milliseconds, got '{text}'")
+                })?;
+            }
+        }
+    }
+    if config.listen.is_empty() {
+        config.listen.push(DEFAULT_LISTEN.to_owned());
+    }
+    Ok(Action::Run(config))
+}
+
+/// `PATH[=ARGS]`: split at the first '='. A PATH without '/' gets a `./` prefix, so `dlopen`
+/// loads the file in the current directory instead of searching the system library path.
+fn parse_module(value: Vec<u8>) -> Result<ModuleSpec, String> {
+    let (path, args) = match split_once_eq(&value) {
+        Some((path, args)) => (path, Some(args)),
+        None => (value.as_slice(), None),
+    };
+    if path.is_empty() {
+        return Err("--module needs a PATH".to_string());
+    }
+    let mut full = Vec::with_capacity(path.len() + 2);
+    if !path.contains(&b'/') {
+        full.extend_from_slice(b"./");
+    }
+    full.extend_from_slice(path);
+    Ok(ModuleSpec {
+        path: c_string(full, "--module")?,
+        args: args.map(|a| c_string(a, "--module")).transpose()?,
+    })
+}
+
+fn split_once_eq(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = value.iter().position(|&b| b == b'=')?;
+    Some((&value[..i], &value[i + 1..]))
+}
+
+/// Arguments come from C strings, so an interior NUL cannot happen; still an error, not a panic.
+fn c_string(bytes: impl Into<Vec<u8>>, flag: &str) -> Result<CString, String> {
+    CString::new(bytes).map_err(|_| format!("{flag}: value contains a NUL byte"))
+}
+
+/// Owns the server handle so every early return frees it (which also stops it and unloads
+/// modules).
+struct Server(*mut httpsrv_server);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from httpsrv_server_new and is freed exactly once, here.
+        unsafe { httpsrv_server_free(self.0) };
+    }
+}
+
+fn run(config: &Config) -> Result<(), Failure> {
+    // Block the stop signals before the library starts any thread: threads inherit the mask,
+    // so the signals stay pending for `sigwait` below instead of killing the process or
+    // landing on a library thread.
+    let stop_signals = block_stop_signals()?;
+
+    // SAFETY: plain C API calls; every pointer passed is a live CString or the server handle.
+    // (The crate declares `httpsrv_server_new` safe; the allow keeps this compiling either way.)
+    #[allow(unused_unsafe)]
+    let server = Server(unsafe { httpsrv_server_new() });
+    if server.0.is_null() {
+        return Err(Failure::new(
+            EXIT_RUNTIME,
+            "cannot create the server: out of memory",
+        ));
+    }
+
+    for (key, value) in &config.sets {
+        let err = unsafe { httpsrv_server_set(server.0, key.as_ptr(), value.as_ptr()) };
+        if err != 0 {
+            return Err(Failure::new(
+                EXIT_OPTION,
+                format!(
+                    "option {}={} rejected: {}",
+                    key.to_string_lossy(),
+                    value.to_string_lossy(),
+                    strerror(err)
+                ),
+            ));
+        }
+    }
+
+    for addr in &config.listen {
+        let err = unsafe { httpsrv_server_listen(server.0, addr.as_ptr()) };
+        if err != 0 {
+            return Err(Failure::new(
+                EXIT_LISTEN,
+                format!(
+                    "cannot listen on {}: {}",
+                    addr.to_string_lossy(),
+                    strerror(err)
+                ),
+            ));
+        }
+    }
+
+    for module in &config.modules {
+        let args = module.args.as_ref().map_or(ptr::null(), |a| a.as_ptr());
+        let err = unsafe { httpsrv_server_load_module(server.0, module.path.as_ptr(), args) };
+        if err != 0 {
+            return Err(Failure::new(
+                EXIT_MODULE,
+                format!(
+                    "cannot load module {}: {}",
+                    module.path.to_string_lossy(),
+                    strerror(err)
+                ),
+            ));
+        }
+    }
+
+    let err = unsafe { httpsrv_server_start(server.0) };
+    if err != 0 {
+        return Err(Failure::new(
+            EXIT_RUNTIME,
+            format!("cannot start the server: {}", strerror(err)),
+        ));
+    }
+
+    // Listener i is the i-th successful listen call.
+    let mut lines = String::new();
+    for (index, addr) in config.listen.iter().enumerate() {
+        let port = unsafe { httpsrv_server_port(server.0, index) };
+        let Ok(port) = u16::try_from(port) else {
+            return Err(Failure::new(
+                EXIT_RUNTIME,
+                format!("cannot read the port of listener {index}"),
+            ));
+        };
+        lines.push_str(&format!(
+            "httpsrvd listening on http://{}/\n",
+            url_authority(&addr.to_string_lossy(), port)
+        ));
+    }
+    // Scripts and tests wait for these lines, so flush now. A closed stdout is not a reason
+    // to stop serving (SIGPIPE is ignored, so this is just an error value).
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(lines.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("httpsrvd: cannot write to stdout: {e}");
+    }
+    drop(stdout);
+
+    wait_for_signal(&stop_signals)?;
+    eprintln!("httpsrvd: stopping");
+
+    let err = unsafe { httpsrv_server_stop(server.0, config.grace_ms) };
+    drop(server);
+    if err != 0 {
+        return Err(Failure::new(
+            EXIT_RUNTIME,
+            format!("stopping the server failed: {}", strerror(err)),
+        ));
+    }
+    Ok(())
+}
+
+fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only touch this
+    // thread's mask and the process's SIGPIPE disposition.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let err = libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
+        if err != 0 {
+            return Err(Failure::new(
+                EXIT_RUNTIME,
+                format!("cannot block SIGINT/SIGTERM: {}", os_error(err)),
+            ));
+        }
+        // Defence in depth: a write to a closed socket or pipe from the host or a module must
+        // fail with EPIPE, not kill the process. The library itself never raises SIGPIPE.
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        Ok(set)
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (blocked in every thread) and returns which one came.
+fn wait_for_signal(set: &libc::sigset_t) -> Result<c_int, Failure> {
+    loop {
+        let mut signal: c_int = 0;
+        // SAFETY: `set` is a valid, initialised signal set; `signal` is a valid out pointer.
+        let err = unsafe { libc::sigwait(set, &mut signal) };
+        match err {
+            0 => return Ok(signal),
+            libc::EINTR => continue,
+            _ => {
+                return Err(Failure::new(
+                    EXIT_RUNTIME,
+                    format!("sigwait failed: {}", os_error(err)),
+                ))
+            }
+        }
+    }
+}
+
+/// `HOST:PORT` for the URL: the host as given (brackets for IPv6), the port as bound.
+fn url_authority(addr: &str, port: u16) -> String {
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return SocketAddr::new(sa.ip(), port).to_string();
+    }
+    // Not a numeric address (a host name, say): keep the host text as given.
+    let host = match addr.rsplit_once(':') {
+        Some((host, _)) => host,
+        None => addr,
+    };
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The library's text for one of its error codes.
+fn strerror(err: c_int) -> String {
+    // SAFETY: httpsrv_strerror returns NULL or a NUL-terminated string that stays valid.
+    let text = unsafe { cstr_to_string(httpsrv_strerror(err)) };
+    match text {
+        Some(text) => format!("{text} (error {err})"),
+        None => format!("error {err}"),
+    }
+}
+
+fn os_error(err: c_int) -> std::io::Error {
+    std::io::Error::from_raw_os_error(err)
+}
+
+fn library_version() -> String {
+    // SAFETY: httpsrv_version returns a static NUL-terminated string (or NULL).
+    unsafe { cstr_to_string(httpsrv_version()) }
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+}
+
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string valid for this call.
+unsafe fn cstr_to_string(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        match parse_args(args.iter().map(OsString::from))? {
+            Action::Run(config) => Ok(config),
+            Action::Help | Action::Version => Err("not a run".to_string()),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.listen, vec![DEFAULT_LISTEN.to_owned()]);
+        assert_eq!(config.grace_ms, DEFAULT_GRACE_MS);
+    }
+
+    #[test]
+    fn module_path_and_args() {
+        let config = parse(&[
+            "--module",
+            "hello.so=a=b",
+            "--module=/x/y.so",
+            "--module",
+            "z.so=",
+        ])
+        .unwrap();
+        let m = &config.modules;
+        assert_eq!(m[0].path.to_bytes(), b"./hello.so");
+        assert_eq!(m[0].args.as_deref().map(CStr::to_bytes), Some(&b"a=b"[..]));
+        assert_eq!(m[1].path.to_bytes(), b"/x/y.so");
+        assert!(m[1].args.is_none());
+        assert_eq!(m[2].path.to_bytes(), b"./z.so");
+        assert_eq!(m[2].args.as_deref().map(CStr::to_bytes), Some(&b""[..]));
+    }
+
+    #[test]
+    fn set_and_inline_values() {
+        let config = parse(&["--set=a=b=c", "--listen=[::1]:0", "--grace-ms", "7"]).unwrap();
+        assert_eq!(config.sets[0].0.to_bytes(), b"a");
+        assert_eq!(config.sets[0].1.to_bytes(), b"b=c");
+        assert_eq!(config.listen[0].to_bytes(), b"[::1]:0");
+        assert_eq!(config.grace_ms, 7);
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &["--set", "novalue"][..],
+            &["--module"],
+            &["--module", "=x"],
+            &["--help=1"],
+            &["-x"],
+            &["--grace-ms", "-1"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+        assert!(matches!(
+            parse_args(["-h"].iter().map(OsString::from)),
+            Ok(Action::Help)
+        ));
+    }
+
+    #[test]
+    fn authority() {
+        assert_eq!(url_authority("127.0.0.1:0", 8080), "127.0.0.1:8080");
+        assert_eq!(url_authority("[::1]:0", 81), "[::1]:81");
+        assert_eq!(url_authority("localhost:0", 82), "localhost:82");
+        assert_eq!(url_authority("[fe80::1%lo]:0", 83), "[fe80::1%lo]:83");
+    }
+}

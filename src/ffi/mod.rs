@@ -1,0 +1,137 @@
+//! The C boundary: every exported function lives in this module tree.
+//!
+//! Each function goes through one of the `boundary` helpers below, which catch panics, so no
+//! panic crosses into C, and which turn Rust results into the C conventions of `API.md`
+//! (errno as a positive `int`, NULL or -1 for getters).
+
+#![allow(non_camel_case_types)]
+
+use std::any::Any;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::errors::{EINVAL, EIO};
+
+pub mod library;
+pub mod request;
+pub mod response;
+pub mod server;
+pub mod session;
+
+/// The ABI version a module must export as `httpsrv_module_abi`.
+pub const HTTPSRV_ABI_VERSION: u32 = 1;
+/// Handler result: the response is complete (or the library completes it with a final flush).
+pub const HTTPSRV_DONE: c_int = 0;
+/// Handler result: the handler keeps the session and completes it later, from any thread.
+pub const HTTPSRV_PENDING: c_int = 1;
+/// Route flag: run the handler on a worker thread of the pool, where it may block.
+pub const HTTPSRV_ROUTE_POOL: u32 = 1;
+/// Compression mode: follow the server options (type, length, client's Accept-Encoding).
+pub const HTTPSRV_COMPRESS_AUTO: c_int = 0;
+/// Compression mode: never compress this response.
+pub const HTTPSRV_COMPRESS_OFF: c_int = 1;
+/// Compression mode: compress whenever the client accepts it, whatever the type or length.
+pub const HTTPSRV_COMPRESS_ON: c_int = 2;
+
+/// One server: listeners, routes, event-loop threads, worker pool and modules.
+/// Created by `httpsrv_server_new`, freed by `httpsrv_server_free`.
+pub struct httpsrv_server {
+    _private: [u8; 0],
+}
+
+/// One request/response exchange. A handle is a token, not a pointer: once the session is
+/// released every call with it returns `ESTALE` (NULL / -1 for getters), at any later time.
+pub struct httpsrv_session {
+    _private: [u8; 0],
+}
+
+/// A request handler. Returns `HTTPSRV_DONE`, `HTTPSRV_PENDING`, or anything else for a failure
+/// (a `500` if nothing was sent yet, otherwise the connection is closed without closing framing).
+pub type httpsrv_handler_fn =
+    Option<unsafe extern "C" fn(sess: *mut httpsrv_session, userdata: *mut c_void) -> c_int>;
+/// Completion of `httpsrv_response_flush_async`; runs on the session's loop thread.
+pub type httpsrv_done_fn = Option<
+    unsafe extern "C" fn(sess: *mut httpsrv_session, err: c_int, bytes_sent: u64, userdata: *mut c_void),
+>;
+/// Runs once when the session ends, on its loop thread, with the reason (0 when complete).
+pub type httpsrv_close_fn =
+    Option<unsafe extern "C" fn(sess: *mut httpsrv_session, reason: c_int, userdata: *mut c_void)>;
+/// A task posted with `httpsrv_session_post`; runs on the session's loop thread.
+pub type httpsrv_task_fn =
+    Option<unsafe extern "C" fn(sess: *mut httpsrv_session, userdata: *mut c_void)>;
+/// An error-log sink: level 0 error, 1 warn, 2 info, 3 debug.
+pub type httpsrv_log_fn =
+    Option<unsafe extern "C" fn(level: c_int, message: *const c_char, userdata: *mut c_void)>;
+
+fn report_panic(function: &str, payload: Box<dyn Any + Send>) {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    crate::server::log::global_error(&format!("panic caught in {function}: {text}"));
+}
+
+/// Runs an action for C: `Ok` becomes 0, `Err(e)` becomes `e`, a panic becomes `EIO`.
+pub(crate) fn boundary(function: &str, f: impl FnOnce() -> Result<(), c_int>) -> c_int {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => e,
+        Err(p) => {
+            report_panic(function, p);
+            EIO
+        }
+    }
+}
+
+/// Runs a getter for C: a panic gives `on_panic` (NULL, -1 or 0 as the contract says).
+pub(crate) fn boundary_value<T>(function: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(p) => {
+            report_panic(function, p);
+            on_panic
+        }
+    }
+}
+
+/// Borrows a C string argument; NULL is `EINVAL`.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that outlives the returned slice.
+pub(crate) unsafe fn c_bytes<'a>(p: *const c_char) -> Result<&'a [u8], c_int> {
+    if p.is_null() {
+        return Err(EINVAL);
+    }
+    Ok(CStr::from_ptr(p).to_bytes())
+}
+
+/// Like `c_bytes`, but the text must be UTF-8.
+///
+/// # Safety
+/// As for `c_bytes`.
+pub(crate) unsafe fn c_str<'a>(p: *const c_char) -> Result<&'a str, c_int> {
+    std::str::from_utf8(c_bytes(p)?).map_err(|_| EINVAL)
+}
+
+/// The live session behind a handle: `EINVAL` for NULL, `ESTALE` once released.
+pub(crate) fn session_of(
+    sess: *mut httpsrv_session,
+) -> Result<std::sync::Arc<crate::server::session::Session>, c_int> {
+    if sess.is_null() {
+        return Err(EINVAL);
+    }
+    crate::server::handles::get(sess as usize as u64).ok_or(crate::errors::ESTALE)
+}
+
+/// The server behind a pointer from `httpsrv_server_new`; `EINVAL` for NULL.
+///
+/// # Safety
+/// `srv` is NULL or a pointer returned by `httpsrv_server_new` and not yet freed.
+pub(crate) unsafe fn server_of<'a>(
+    srv: *const httpsrv_server,
+) -> Result<&'a crate::server::Server, c_int> {
+    (srv as *const crate::server::Server)
+        .as_ref()
+        .ok_or(EINVAL)
+}

@@ -1,0 +1,157 @@
+//! `httpsrv_request_*`: reading the request. Valid from any thread while the handle is not
+//! stale; returned strings stay valid until the handle goes stale.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::io::Write;
+
+use super::{boundary, boundary_value, c_bytes, httpsrv_session, session_of};
+use crate::errors::{EINVAL, ENOBUFS, ENOENT};
+
+fn string_getter(
+    name: &str,
+    sess: *mut httpsrv_session,
+    get: impl FnOnce(&crate::http::request::Request) -> *const c_char,
+) -> *const c_char {
+    boundary_value(name, std::ptr::null(), || match session_of(sess) {
+        Ok(s) => get(&s.request),
+        Err(_) => std::ptr::null(),
+    })
+}
+
+/// The request method, e.g. `"GET"`. NULL for a NULL or stale handle.
+#[no_mangle]
+pub extern "C" fn httpsrv_request_method(sess: *mut httpsrv_session) -> *const c_char {
+    string_getter("httpsrv_request_method", sess, |r| r.method_c())
+}
+
+/// The request-target as received, e.g. `"/a/b?x=1"`. NULL for a NULL or stale handle.
+#[no_mangle]
+pub extern "C" fn httpsrv_request_target(sess: *mut httpsrv_session) -> *const c_char {
+    string_getter("httpsrv_request_target", sess, |r| r.target_c())
+}
+
+/// The target's path without the query, not percent-decoded. NULL for a NULL or stale handle.
+#[no_mangle]
+pub extern "C" fn httpsrv_request_path(sess: *mut httpsrv_session) -> *const c_char {
+    string_getter("httpsrv_request_path", sess, |r| r.path_c())
+}
+
+/// The query after `?`, `""` when none. NULL for a NULL or stale handle.
+#[no_mangle]
+pub extern "C" fn httpsrv_request_query(sess: *mut httpsrv_session) -> *const c_char {
+    string_getter("httpsrv_request_query", sess, |r| r.query_c())
+}
+
+/// The HTTP version: `10` or `11`; -1 for a NULL or stale handle.
+#[no_mangle]
+pub extern "C" fn httpsrv_request_version(sess: *mut httpsrv_session) -> c_int {
+    boundary_value("httpsrv_request_version", -1, || match session_of(sess) {
+        Ok(s) => c_int::from(s.request.version()),
+        Err(_) => -1,
+    })
+}
+
+/// The first field named `name` (case-insensitive), or NULL when absent, for a NULL `name`,
+/// or for a NULL or stale handle.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_request_header(
+    sess: *mut httpsrv_session,
+    name: *const c_char,
+) -> *const c_char {
+    string_getter("httpsrv_request_header", sess, |r| match c_bytes(name) {
+        Ok(n) => r.header_c(n).unwrap_or(std::ptr::null()),
+        Err(_) => std::ptr::null(),
+    })
+}
+
+/// The number of request fields; `(size_t)-1` for a NULL or stale handle.
+#[no_mangle]
+pub extern "C" fn httpsrv_request_header_count(sess: *mut httpsrv_session) -> usize {
+    boundary_value("httpsrv_request_header_count", usize::MAX, || {
+        match session_of(sess) {
+            Ok(s) => s.request.header_count(),
+            Err(_) => usize::MAX,
+        }
+    })
+}
+
+/// Field number `index` (in the order received): writes its name and value.
+/// Errors: `EINVAL` NULL argument, `ESTALE` stale handle, `ENOENT` past the end.
+///
+/// # Safety
+/// `name` and `value` are NULL or point to writable `const char *` storage.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_request_header_at(
+    sess: *mut httpsrv_session,
+    index: usize,
+    name: *mut *const c_char,
+    value: *mut *const c_char,
+) -> c_int {
+    boundary("httpsrv_request_header_at", || {
+        if name.is_null() || value.is_null() {
+            return Err(EINVAL);
+        }
+        let s = session_of(sess)?;
+        let (n, v) = s.request.header_at_c(index).ok_or(ENOENT)?;
+        *name = n;
+        *value = v;
+        Ok(())
+    })
+}
+
+/// The whole request body, de-chunked, read before the handler ran; `*len` gets its length.
+/// NULL and `*len` 0 when there is none. NULL (and `*len` untouched) for a NULL or stale
+/// handle. `len` may be NULL.
+///
+/// # Safety
+/// `len` is NULL or points to writable `size_t` storage.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_request_body(
+    sess: *mut httpsrv_session,
+    len: *mut usize,
+) -> *const c_void {
+    boundary_value("httpsrv_request_body", std::ptr::null(), || {
+        let Ok(s) = session_of(sess) else {
+            return std::ptr::null();
+        };
+        if !len.is_null() {
+            *len = s.body.len();
+        }
+        if s.body.is_empty() {
+            std::ptr::null()
+        } else {
+            s.body.as_ptr() as *const c_void
+        }
+    })
+}
+
+/// Writes the client's address as `"ip:port"` (`"[v6]:port"`), NUL-terminated, into `buf`.
+/// Errors: `EINVAL` NULL argument, `ESTALE` stale handle, `ENOBUFS` when `cap` is too small
+/// (nothing is written).
+///
+/// # Safety
+/// `buf` is NULL or points to `cap` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_request_peer(
+    sess: *mut httpsrv_session,
+    buf: *mut c_char,
+    cap: usize,
+) -> c_int {
+    boundary("httpsrv_request_peer", || {
+        if buf.is_null() {
+            return Err(EINVAL);
+        }
+        let s = session_of(sess)?;
+        let mut text = Vec::with_capacity(48);
+        let _ = write!(text, "{}", s.peer);
+        if text.len() + 1 > cap {
+            return Err(ENOBUFS);
+        }
+        text.push(0);
+        std::ptr::copy_nonoverlapping(text.as_ptr() as *const c_char, buf, text.len());
+        Ok(())
+    })
+}

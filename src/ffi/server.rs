@@ -1,0 +1,180 @@
+//! `httpsrv_server_*`: create, configure, start, stop and free a server.
+
+use std::ffi::{c_char, c_int, c_uint, c_void};
+
+use super::{
+    boundary, boundary_value, c_str, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_server,
+    server_of, HTTPSRV_ROUTE_POOL,
+};
+use crate::errors::EINVAL;
+use crate::server::Server;
+
+/// Creates a server with default options. Returns NULL only when out of memory.
+/// Freed by `httpsrv_server_free`. Any thread.
+#[no_mangle]
+pub extern "C" fn httpsrv_server_new() -> *mut httpsrv_server {
+    boundary_value("httpsrv_server_new", std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(Server::default())) as *mut httpsrv_server
+    })
+}
+
+/// Sets one option (see the option table in the README); `key` and `value` are strings.
+/// Errors: `EINVAL` NULL argument, unknown key or bad value (the reason goes to the error log);
+/// `EBUSY` after `httpsrv_server_start`. Any thread.
+///
+/// # Safety
+/// `srv` is NULL or a live server; `key` and `value` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_set(
+    srv: *mut httpsrv_server,
+    key: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    boundary("httpsrv_server_set", || {
+        server_of(srv)?.set(c_str(key)?, c_str(value)?)
+    })
+}
+
+/// Binds a listener now, e.g. `"127.0.0.1:8080"` or `"[::1]:0"` (port 0: any free port, see
+/// `httpsrv_server_port`). May be called several times. Errors: `EINVAL` NULL or malformed
+/// address, `EADDRINUSE`, `EACCES` and other bind errors as their errno, `EBUSY` after start.
+///
+/// # Safety
+/// `srv` is NULL or a live server; `addr` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_listen(
+    srv: *mut httpsrv_server,
+    addr: *const c_char,
+) -> c_int {
+    boundary("httpsrv_server_listen", || server_of(srv)?.listen(c_str(addr)?))
+}
+
+/// The bound port of listener `index` (in the order of `httpsrv_server_listen` calls), or -1
+/// for a NULL server or an index with no listener. Any thread.
+///
+/// # Safety
+/// `srv` is NULL or a live server.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_port(srv: *const httpsrv_server, index: usize) -> c_int {
+    boundary_value("httpsrv_server_port", -1, || match server_of(srv) {
+        Ok(s) => s.port(index).map_or(-1, c_int::from),
+        Err(_) => -1,
+    })
+}
+
+/// Registers a handler. `method` NULL matches any method (a `"GET"` route also answers HEAD);
+/// `path` is `"/exact"` or `"/prefix/*"`, and the longest match wins. `flags` may hold
+/// `HTTPSRV_ROUTE_POOL` to run the handler on a worker thread, where it may block; otherwise it
+/// runs on the connection's loop thread and must not block. `userdata` is passed to `fn`.
+/// Errors: `EINVAL` NULL server, path or handler, a malformed method or path, unknown flags;
+/// `EEXIST` the same method and path twice; `EBUSY` after start.
+///
+/// # Safety
+/// `srv` is NULL or a live server; strings are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_route(
+    srv: *mut httpsrv_server,
+    method: *const c_char,
+    path: *const c_char,
+    flags: c_uint,
+    r#fn: httpsrv_handler_fn,
+    userdata: *mut c_void,
+) -> c_int {
+    boundary("httpsrv_server_route", || {
+        let server = server_of(srv)?;
+        let handler = r#fn.ok_or(EINVAL)?;
+        if flags & !HTTPSRV_ROUTE_POOL != 0 {
+            return Err(EINVAL);
+        }
+        let method = if method.is_null() {
+            None
+        } else {
+            Some(c_str(method)?)
+        };
+        server.route(
+            method,
+            c_str(path)?,
+            flags & HTTPSRV_ROUTE_POOL != 0,
+            handler,
+            userdata,
+        )
+    })
+}
+
+/// Loads a module with `dlopen`, checks its `httpsrv_module_abi`, and calls its
+/// `httpsrv_module_init(srv, args)` (`args` may be NULL). The module stays loaded until
+/// `httpsrv_server_free`, which calls its optional `httpsrv_module_fini` and `dlclose`s it.
+/// Errors: `EINVAL` NULL server or path; `ENOENT` no such file; `ENOEXEC` not a module or an
+/// ABI mismatch (the reason goes to the error log); otherwise the init's own non-zero result.
+///
+/// # Safety
+/// `srv` is NULL or a live server; `path` and `args` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_load_module(
+    srv: *mut httpsrv_server,
+    path: *const c_char,
+    args: *const c_char,
+) -> c_int {
+    boundary("httpsrv_server_load_module", || {
+        server_of(srv)?.load_module(srv, c_str(path)?, args)
+    })
+}
+
+/// Sends the error log to `fn` (levels 0 error, 1 warn, 2 info, 3 debug) instead of stderr;
+/// `fn` NULL restores stderr. `fn` may be called from any library thread and must not block.
+/// Errors: `EINVAL` NULL server.
+///
+/// # Safety
+/// `srv` is NULL or a live server.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_set_logger(
+    srv: *mut httpsrv_server,
+    r#fn: httpsrv_log_fn,
+    userdata: *mut c_void,
+) -> c_int {
+    boundary("httpsrv_server_set_logger", || {
+        server_of(srv)?.set_logger(r#fn, userdata);
+        Ok(())
+    })
+}
+
+/// Starts the event loops and the worker pool and returns once they accept connections.
+/// Errors: `EINVAL` NULL server or no listener; `EBUSY` already started; a thread or resource
+/// errno if the loops could not start.
+///
+/// # Safety
+/// `srv` is NULL or a live server.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_start(srv: *mut httpsrv_server) -> c_int {
+    boundary("httpsrv_server_start", || server_of(srv)?.start())
+}
+
+/// Stops accepting, closes idle connections, gives in-flight responses up to `grace_ms` to
+/// finish, then ends the rest (their close reason is `ECANCELED`). Returns when every library
+/// thread has exited. Stopping a server that is not running does nothing.
+/// Errors: `EINVAL` NULL server; `EDEADLK` when called from a loop or pool thread.
+///
+/// # Safety
+/// `srv` is NULL or a live server.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_stop(srv: *mut httpsrv_server, grace_ms: c_uint) -> c_int {
+    boundary("httpsrv_server_stop", || server_of(srv)?.stop(grace_ms))
+}
+
+/// Stops the server if running, calls each module's `httpsrv_module_fini`, `dlclose`s the
+/// modules and frees everything. Afterwards no library thread runs. `NULL` is a no-op.
+/// Must not be called from a loop or pool thread (the server is then leaked and an error logged).
+///
+/// # Safety
+/// `srv` is NULL or a live server, which must not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_free(srv: *mut httpsrv_server) {
+    boundary_value("httpsrv_server_free", (), || {
+        if srv.is_null() {
+            return;
+        }
+        // SAFETY: the caller hands back the pointer `httpsrv_server_new` returned.
+        let server = Box::from_raw(srv as *mut Server);
+        server.free(srv);
+    })
+}

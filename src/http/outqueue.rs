@@ -1,0 +1,198 @@
+//! The write filter: framed output waiting for the socket, sent with one `sendmsg` per call.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+
+/// Segments larger than this are kept as they are; smaller pieces are gathered into one buffer.
+const SMALL: usize = 512;
+const MAX_IOVECS: usize = 64;
+
+#[derive(Default)]
+pub struct OutQueue {
+    segments: VecDeque<Vec<u8>>,
+    /// Bytes of the front segment already written.
+    front_offset: usize,
+    /// Unwritten bytes in the queue.
+    len: usize,
+    /// Whether the back segment is a gathering buffer that small copies may extend.
+    back_is_small: bool,
+}
+
+impl OutQueue {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Queues a buffer without copying it.
+    pub fn push(&mut self, data: Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        if data.len() <= SMALL {
+            return self.push_copy(&data);
+        }
+        self.len += data.len();
+        self.segments.push_back(data);
+        self.back_is_small = false;
+    }
+
+    /// Queues a copy of a few bytes (framing), gathered with neighbouring small pieces.
+    pub fn push_copy(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        if self.back_is_small {
+            if let Some(back) = self.segments.back_mut() {
+                back.extend_from_slice(data);
+                return;
+            }
+        }
+        let mut seg = Vec::with_capacity(data.len().max(SMALL));
+        seg.extend_from_slice(data);
+        self.segments.push_back(seg);
+        self.back_is_small = true;
+    }
+
+    /// Drops everything queued.
+    pub fn clear(&mut self) {
+        self.segments.clear();
+        self.front_offset = 0;
+        self.len = 0;
+        self.back_is_small = false;
+    }
+
+    /// Writes as much as the socket takes. Returns the bytes written; `Ok` with the queue not
+    /// empty means the socket would block. Never raises SIGPIPE.
+    pub fn write_to(&mut self, fd: RawFd) -> io::Result<usize> {
+        let mut total = 0;
+        while self.len > 0 {
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOVECS];
+            let mut n = 0;
+            for (i, seg) in self.segments.iter().take(MAX_IOVECS).enumerate() {
+                let start = if i == 0 { self.front_offset } else { 0 };
+                iov[i] = libc::iovec {
+                    iov_base: seg[start..].as_ptr() as *mut libc::c_void,
+                    iov_len: seg.len() - start,
+                };
+                n = i + 1;
+            }
+            // SAFETY: a zeroed msghdr is valid; the iovecs point into buffers we own.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = n as _;
+            // SAFETY: fd is a socket owned by the connection; msg is fully initialised.
+            let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(total),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(e),
+                }
+            }
+            let written = r as usize;
+            total += written;
+            self.consume(written);
+        }
+        Ok(total)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.segments.front() else {
+                break;
+            };
+            let left = front.len() - self.front_offset;
+            if n < left {
+                self.front_offset += n;
+                return;
+            }
+            n -= left;
+            self.front_offset = 0;
+            self.segments.pop_front();
+        }
+        if self.segments.is_empty() {
+            self.back_is_small = false;
+        }
+    }
+
+    /// Everything queued, for tests of the framing filters.
+    #[cfg(test)]
+    pub fn contents(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        for (i, s) in self.segments.iter().enumerate() {
+            v.extend_from_slice(if i == 0 { &s[self.front_offset..] } else { s });
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn gathers_and_writes_in_order() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut q = OutQueue::default();
+        q.push_copy(b"head ");
+        q.push(vec![b'x'; 2000]);
+        q.push_copy(b"\r\n");
+        q.push_copy(b"0\r\n\r\n");
+        assert_eq!(q.segments.len(), 3);
+        let expect = q.contents();
+        let n = q.write_to(a.as_raw_fd()).unwrap();
+        assert_eq!(n, expect.len());
+        assert!(q.is_empty());
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).unwrap();
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn partial_writes_keep_the_rest() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut q = OutQueue::default();
+        let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+        q.push(big.clone());
+        let first = q.write_to(a.as_raw_fd()).unwrap();
+        assert!(first < big.len());
+        assert_eq!(q.len(), big.len() - first);
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).unwrap();
+            got
+        });
+        while !q.is_empty() {
+            q.write_to(a.as_raw_fd()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(a);
+        assert_eq!(reader.join().unwrap(), big);
+    }
+
+    #[test]
+    fn closed_peer_is_an_error_not_a_signal() {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        let mut q = OutQueue::default();
+        q.push_copy(b"data");
+        let e = q.write_to(a.as_raw_fd()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+    }
+}

@@ -1,0 +1,1325 @@
+//! Request head parsing (RFC 9112 sections 2, 3, 5 and 6), stricter than nginx on purpose: anything
+//! ambiguous about where a message ends is refused, because a front proxy that reads it differently
+//! would let a client smuggle a second request past it.
+//!
+//! A parsed head is copied into one owned buffer in which every string is NUL-terminated, so the
+//! same bytes serve the Rust accessors (slices) and the C accessors (pointers that stay put while
+//! the `Request` lives, because the heap block of a `Vec` never moves when its owner does).
+
+use libc::c_char;
+
+/// Size limits of a request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest head, request line and final empty line included: 414 when the request line does
+    /// not fit, else 431.
+    pub max_header_bytes: usize,
+    /// Most header fields: 431 beyond.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// A request the server must refuse: `status` is the 4xx/5xx to send (always with Connection: close),
+/// `reason` a short text for the error log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+impl HttpError {
+    pub const fn new(status: u16, reason: &'static str) -> Self {
+        HttpError { status, reason }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.reason)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+const fn bad(reason: &'static str) -> HttpError {
+    HttpError::new(400, reason)
+}
+
+/// How the body of a request is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No Content-Length and no Transfer-Encoding: the request has no body.
+    None,
+    /// Content-Length (possibly 0).
+    Length(u64),
+    /// Transfer-Encoding: chunked, decoded with `chunked::ChunkedDecoder`.
+    Chunked,
+}
+
+/// Empty lines tolerated before a request line (RFC 9112 section 2.2 allows "at least one"); some
+/// clients send a stray CRLF after a body. More than this is not an HTTP client.
+const MAX_LEADING_EMPTY_LINES: usize = 8;
+
+/// A string inside `Request::data`: `len` bytes at `off`, followed by a NUL.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    off: u32,
+    len: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    name: Span,
+    value: Span,
+}
+
+/// One parsed request head, owning its bytes.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// method\0target\0path\0query\0 then name\0value\0 per field.
+    data: Vec<u8>,
+    fields: Vec<Field>,
+    method: Span,
+    target: Span,
+    path: Span,
+    query: Span,
+    version: u8,
+    framing: BodyFraming,
+    keep_alive: bool,
+    expect_continue: bool,
+    is_head: bool,
+    head_len: usize,
+}
+
+/// Pointed to when a span is somehow out of range, so C never receives NULL for a string that
+/// must exist.
+static EMPTY_C: [u8; 1] = [0];
+
+impl Request {
+    fn bytes(&self, s: Span) -> &[u8] {
+        self.data
+            .get(s.off as usize..)
+            .and_then(|t| t.get(..s.len as usize))
+            .unwrap_or(&[])
+    }
+
+    fn text(&self, s: Span) -> &str {
+        // Only visible ASCII is ever stored in these spans, so this never falls back.
+        std::str::from_utf8(self.bytes(s)).unwrap_or("")
+    }
+
+    fn c_ptr(&self, s: Span) -> *const c_char {
+        self.data
+            .get(s.off as usize..)
+            .map_or(EMPTY_C.as_ptr(), |t| t.as_ptr())
+            .cast()
+    }
+
+    pub fn method(&self) -> &str {
+        self.text(self.method)
+    }
+
+    /// The request-target as received.
+    pub fn target(&self) -> &str {
+        self.text(self.target)
+    }
+
+    /// The target's path without the query, not percent-decoded. Absolute-form
+    /// `http://h/p?q` gives `/p` (`/` when the URI has no path), `*` gives `*`, and the
+    /// authority-form of CONNECT gives "".
+    pub fn path(&self) -> &str {
+        self.text(self.path)
+    }
+
+    /// The part after the first `?`, "" when there is none.
+    pub fn query(&self) -> &str {
+        self.text(self.query)
+    }
+
+    /// 10 or 11.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// The value of the first field named `name` (ASCII case-insensitive), trimmed.
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.find(name).map(|f| self.bytes(f.value))
+    }
+
+    pub fn header_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Field `index` in the order received, name as sent.
+    pub fn header_at(&self, index: usize) -> Option<(&[u8], &[u8])> {
+        self.fields
+            .get(index)
+            .map(|f| (self.bytes(f.name), self.bytes(f.value)))
+    }
+
+    fn find(&self, name: &[u8]) -> Option<&Field> {
+        self.fields
+            .iter()
+            .find(|f| self.bytes(f.name).eq_ignore_ascii_case(name))
+    }
+
+    pub fn method_c(&self) -> *const c_char {
+        self.c_ptr(self.method)
+    }
+
+    pub fn target_c(&self) -> *const c_char {
+        self.c_ptr(self.target)
+    }
+
+    pub fn path_c(&self) -> *const c_char {
+        self.c_ptr(self.path)
+    }
+
+    pub fn query_c(&self) -> *const c_char {
+        self.c_ptr(self.query)
+    }
+
+    /// NUL-terminated value of the first field named `name`. A value cannot contain NUL (refused
+    /// at parse time), so C sees all of it.
+    pub fn header_c(&self, name: &[u8]) -> Option<*const c_char> {
+        self.find(name).map(|f| self.c_ptr(f.value))
+    }
+
+    pub fn header_at_c(&self, index: usize) -> Option<(*const c_char, *const c_char)> {
+        self.fields
+            .get(index)
+            .map(|f| (self.c_ptr(f.name), self.c_ptr(f.value)))
+    }
+
+    pub fn body_framing(&self) -> BodyFraming {
+        self.framing
+    }
+
+    /// HTTP/1.1: true unless a Connection field lists `close`. HTTP/1.0: true only when one lists
+    /// `keep-alive` (and none lists `close`).
+    pub fn wants_keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// HTTP/1.1 with `Expect: 100-continue`.
+    pub fn expects_continue(&self) -> bool {
+        self.expect_continue
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.is_head
+    }
+
+    /// Bytes of the head from the start of the parsed buffer (skipped leading empty lines
+    /// included) through the final empty line; equal to the `n` returned by `parse_head`.
+    pub fn head_len(&self) -> usize {
+        self.head_len
+    }
+}
+
+/// tchar of RFC 9110 section 5.6.2.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// field-vchar, SP and HTAB: everything but controls (CR, LF, NUL, ...) and DEL.
+fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80
+}
+
+fn is_visible(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn find_byte(s: &[u8], b: u8) -> Option<usize> {
+    s.iter().position(|&c| c == b)
+}
+
+/// A line without its LF, and without the CR before it if there is one. Any other CR is left in
+/// place for the byte checks to refuse.
+fn strip_cr(line: &[u8]) -> &[u8] {
+    match line {
+        [rest @ .., b'\r'] => rest,
+        _ => line,
+    }
+}
+
+/// Parses one request head from the start of `buf`.
+/// Ok(None): incomplete so far and still within limits (caller reads more and calls again with the longer buffer).
+/// Ok(Some((req, n))): `n` bytes consumed (the head); the body, if any, follows in buf[n..].
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, HttpError> {
+    let max = limits.max_header_bytes;
+
+    // Leading empty lines.
+    let mut start = 0;
+    let mut skipped = 0;
+    loop {
+        match buf.get(start) {
+            None => return Ok(None),
+            Some(b'\n') => start += 1,
+            Some(b'\r') => match buf.get(start + 1) {
+                None => return Ok(None),
+                Some(b'\n') => start += 2,
+                Some(_) => return Err(bad("bare CR before request line")),
+            },
+            Some(_) => break,
+        }
+        skipped += 1;
+        if skipped > MAX_LEADING_EMPTY_LINES {
+            return Err(bad("too many empty lines before request line"));
+        }
+    }
+
+    // Nothing past `max` can belong to an acceptable head, so never look further: this also keeps
+    // the cost of a call bounded when the caller hands a buffer holding a body or later requests.
+    let window = &buf[..buf.len().min(max)];
+
+    // Request line.
+    let rl_end = match window.get(start..).and_then(|s| find_byte(s, b'\n')) {
+        Some(i) => start + i,
+        None => {
+            if buf.len() >= max {
+                return Err(HttpError::new(414, "request line too long"));
+            }
+            // Refuse early what cannot become a request line (a TLS handshake, say), rather than
+            // waiting for the limit or the timeout.
+            let partial = &buf[start..];
+            let method_part = &partial[..find_byte(partial, b' ').unwrap_or(partial.len())];
+            if !method_part.iter().all(|&b| is_tchar(b)) {
+                return Err(bad("invalid method"));
+            }
+            return Ok(None);
+        }
+    };
+    let line = strip_cr(&buf[start..rl_end]);
+    let (method, target, version) = parse_request_line(line)?;
+
+    // Find the end of the head, counting field lines.
+    let mut line_start = rl_end + 1;
+    let mut nfields = 0usize;
+    let head_end = loop {
+        match window.get(line_start) {
+            Some(b'\n') => break line_start + 1,
+            Some(b'\r') => match window.get(line_start + 1) {
+                Some(b'\n') => break line_start + 2,
+                Some(_) => return Err(bad("bare CR in header section")),
+                None => {}
+            },
+            _ => {}
+        }
+        match window.get(line_start..).and_then(|s| find_byte(s, b'\n')) {
+            Some(i) => {
+                nfields += 1;
+                if nfields > limits.max_headers {
+                    return Err(HttpError::new(431, "too many header fields"));
+                }
+                line_start += i + 1;
+            }
+            None => {
+                if buf.len() >= max {
+                    return Err(HttpError::new(431, "request head too large"));
+                }
+                return Ok(None);
+            }
+        }
+    };
+
+    // Offsets are u32; a head this large was refused by any sane limit already.
+    let capacity = head_end + target.len() + 5 + 2 * nfields;
+    if u32::try_from(capacity).is_err() {
+        return Err(HttpError::new(431, "request head too large"));
+    }
+
+    let mut b = Builder {
+        data: Vec::with_capacity(capacity),
+    };
+    let method_span = b.push(method);
+    let target_span = b.push(target);
+    let (path, query) = split_target(method, target)?;
+    let path_span = b.push(path);
+    let query_span = b.push(query);
+
+    let mut fields = Vec::with_capacity(nfields);
+    let mut hosts = 0usize;
+    let mut content_length: Option<u64> = None;
+    let mut te = TransferEncoding::default();
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+
+    let mut pos = rl_end + 1;
+    while pos < head_end {
+        let rest = &buf[pos..head_end];
+        let len = find_byte(rest, b'\n').unwrap_or(rest.len());
+        let line = strip_cr(&rest[..len]);
+        pos += len + 1;
+        if line.is_empty() {
+            // The final empty line.
+            break;
+        }
+        let (name, value) = parse_field_line(line)?;
+
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                if !value.iter().all(|&c| is_host_byte(c)) {
+                    return Err(bad("invalid Host"));
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect")
+                && value.eq_ignore_ascii_case(b"100-continue") =>
+            {
+                expect_continue = true;
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for opt in value.split(|&c| c == b',').map(trim_ows) {
+                    if opt.eq_ignore_ascii_case(b"close") {
+                        conn_close = true;
+                    } else if opt.eq_ignore_ascii_case(b"keep-alive") {
+                        conn_keep_alive = true;
+                    }
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                content_length = Some(parse_content_length(value, content_length)?);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => te.add(value)?,
+            _ => {}
+        }
+
+        fields.push(Field {
+            name: b.push(name),
+            value: b.push(value),
+        });
+    }
+
+    if hosts > 1 {
+        return Err(bad("more than one Host"));
+    }
+    if version == 11 && hosts == 0 {
+        return Err(bad("HTTP/1.1 request without Host"));
+    }
+
+    let framing = if te.present {
+        if content_length.is_some() {
+            return Err(bad("both Transfer-Encoding and Content-Length"));
+        }
+        if version == 10 {
+            return Err(bad("Transfer-Encoding in HTTP/1.0"));
+        }
+        if te.unsupported {
+            return Err(HttpError::new(501, "unsupported transfer coding"));
+        }
+        if !te.chunked_last {
+            return Err(bad("chunked is not the final transfer coding"));
+        }
+        BodyFraming::Chunked
+    } else if let Some(n) = content_length {
+        BodyFraming::Length(n)
+    } else {
+        BodyFraming::None
+    };
+
+    let keep_alive = if version == 11 {
+        !conn_close
+    } else {
+        conn_keep_alive && !conn_close
+    };
+
+    let req = Request {
+        data: b.data,
+        fields,
+        method: method_span,
+        target: target_span,
+        path: path_span,
+        query: query_span,
+        version,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && version == 11,
+        is_head: method == b"HEAD",
+        head_len: head_end,
+    };
+    Ok(Some((req, head_end)))
+}
+
+struct Builder {
+    data: Vec<u8>,
+}
+
+impl Builder {
+    /// Appends `s` and a NUL. The capacity reserved up front covers every push, so this never
+    /// reallocates, and it fits in u32 (checked by the caller).
+    fn push(&mut self, s: &[u8]) -> Span {
+        let off = self.data.len() as u32;
+        self.data.extend_from_slice(s);
+        self.data.push(0);
+        Span {
+            off,
+            len: s.len() as u32,
+        }
+    }
+}
+
+/// Splits `METHOD SP target SP HTTP/x.y` (line ending already removed).
+fn parse_request_line(line: &[u8]) -> Result<(&[u8], &[u8], u8), HttpError> {
+    let sp1 = find_byte(line, b' ').ok_or(bad("malformed request line"))?;
+    let method = &line[..sp1];
+    if !is_token(method) {
+        return Err(bad("invalid method"));
+    }
+    let rest = &line[sp1 + 1..];
+    let sp2 = find_byte(rest, b' ').ok_or(bad("malformed request line"))?;
+    let target = &rest[..sp2];
+    if target.is_empty() {
+        return Err(bad("malformed request line"));
+    }
+    if !target.iter().all(|&b| is_visible(b)) {
+        return Err(bad("invalid byte in request target"));
+    }
+    let version = match &rest[sp2 + 1..] {
+        b"HTTP/1.1" => 11,
+        b"HTTP/1.0" => 10,
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            return Err(HttpError::new(505, "HTTP version not supported"));
+        }
+        _ => return Err(bad("malformed HTTP version")),
+    };
+    Ok((method, target, version))
+}
+
+/// Path and query of a request-target (RFC 9112 section 3.2), checking that its form suits the
+/// method.
+fn split_target<'a>(method: &[u8], target: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), HttpError> {
+    fn path_query(s: &[u8]) -> (&[u8], &[u8]) {
+        match find_byte(s, b'?') {
+            Some(q) => (&s[..q], &s[q + 1..]),
+            None => (s, b""),
+        }
+    }
+
+    if method == b"CONNECT" {
+        // authority-form only: host ":" port.
+        let colon = target
+            .iter()
+            .rposition(|&b| b == b':')
+            .ok_or(bad("CONNECT target is not host:port"))?;
+        let (host, port) = (&target[..colon], &target[colon + 1..]);
+        if host.is_empty()
+            || port.is_empty()
+            || !port.iter().all(u8::is_ascii_digit)
+            || !host.iter().all(|&b| is_host_byte(b))
+        {
+            return Err(bad("CONNECT target is not host:port"));
+        }
+        return Ok((b"", b""));
+    }
+    match target {
+        [b'/', ..] => Ok(path_query(target)),
+        b"*" if method == b"OPTIONS" => Ok((target, b"")),
+        b"*" => Err(bad("asterisk-form is only for OPTIONS")),
+        _ => {
+            // absolute-form: http(s)://authority[/path][?query]
+            let sep = target
+                .windows(3)
+                .position(|w| w == b"://")
+                .ok_or(bad("invalid request target"))?;
+            let scheme = &target[..sep];
+            if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+                return Err(bad("unsupported URI scheme"));
+            }
+            let rest = &target[sep + 3..];
+            let auth_end = rest
+                .iter()
+                .position(|&b| b == b'/' || b == b'?')
+                .unwrap_or(rest.len());
+            let authority = &rest[..auth_end];
+            // userinfo ('@') is refused as RFC 9110 section 4.2.4 advises.
+            if authority.is_empty() || !authority.iter().all(|&b| is_host_byte(b)) {
+                return Err(bad("invalid authority in request target"));
+            }
+            let (path, query) = path_query(&rest[auth_end..]);
+            Ok((if path.is_empty() { b"/" } else { path }, query))
+        }
+    }
+}
+
+/// Bytes of uri-host [":" port]: reg-name, IP literals in brackets, percent-encoding.
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
+}
+
+/// Splits and checks one field line (line ending removed, not empty).
+fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
+    if matches!(line.first(), Some(b' ' | b'\t')) {
+        return Err(bad("obsolete line folding"));
+    }
+    let colon = find_byte(line, b':').ok_or(bad("header line without colon"))?;
+    let name = &line[..colon];
+    if !is_token(name) {
+        return Err(bad("invalid header name"));
+    }
+    let value = trim_ows(&line[colon + 1..]);
+    if !value.iter().all(|&b| is_field_byte(b)) {
+        return Err(bad("invalid byte in header value"));
+    }
+    Ok((name, value))
+}
+
+/// Content-Length: 1*DIGIT, possibly repeated (in several fields or a comma list) as long as every
+/// copy has the same value (RFC 9112 section 6.3, item 5).
+fn parse_content_length(value: &[u8], prev: Option<u64>) -> Result<u64, HttpError> {
+    let mut current = prev;
+    for elem in value.split(|&b| b == b',').map(trim_ows) {
+        // 19 digits always fit in a u64; more is either an overflow or padding nobody needs.
+        if elem.is_empty() || elem.len() > 19 || !elem.iter().all(u8::is_ascii_digit) {
+            return Err(bad("invalid Content-Length"));
+        }
+        let n = elem
+            .iter()
+            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+        match current {
+            Some(p) if p != n => return Err(bad("conflicting Content-Length")),
+            _ => current = Some(n),
+        }
+    }
+    current.ok_or(bad("invalid Content-Length"))
+}
+
+/// The transfer codings of all Transfer-Encoding fields, in order.
+#[derive(Default)]
+struct TransferEncoding {
+    present: bool,
+    /// The last coding seen so far is a bare `chunked`.
+    chunked_last: bool,
+    /// A coding other than chunked was listed: 501 unless a 400 applies.
+    unsupported: bool,
+}
+
+impl TransferEncoding {
+    fn add(&mut self, value: &[u8]) -> Result<(), HttpError> {
+        self.present = true;
+        for elem in value.split(|&b| b == b',').map(trim_ows) {
+            if elem.is_empty() {
+                return Err(bad("empty transfer coding"));
+            }
+            if self.chunked_last {
+                // Anything after chunked, chunked included, leaves the body length undecidable.
+                return Err(bad("chunked is not the final transfer coding"));
+            }
+            let (name, has_params) = match find_byte(elem, b';') {
+                Some(i) => (trim_ows(&elem[..i]), true),
+                None => (elem, false),
+            };
+            if !is_token(name) {
+                return Err(bad("invalid transfer coding"));
+            }
+            if name.eq_ignore_ascii_case(b"chunked") {
+                if has_params {
+                    return Err(bad("chunked takes no parameters"));
+                }
+                self.chunked_last = true;
+            } else {
+                self.unsupported = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 16384,
+        max_headers: 100,
+    };
+
+    fn parse_with(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, HttpError> {
+        parse_head(buf, limits)
+    }
+
+    fn parse_ok(buf: &[u8]) -> Request {
+        match parse_head(buf, &LIMITS) {
+            Ok(Some((req, n))) => {
+                assert_eq!(
+                    n,
+                    buf.len(),
+                    "consumed all of {:?}",
+                    String::from_utf8_lossy(buf)
+                );
+                assert_eq!(req.head_len(), n);
+                req
+            }
+            other => panic!(
+                "{:?}: expected a request, got {:?}",
+                String::from_utf8_lossy(buf),
+                other.map(|o| o.map(|(_, n)| n))
+            ),
+        }
+    }
+
+    /// 0 for a parsed request, else the error status; panics when incomplete.
+    fn status_with(buf: &[u8], limits: &Limits) -> u16 {
+        match parse_with(buf, limits) {
+            Ok(Some(_)) => 0,
+            Ok(None) => panic!("{:?}: incomplete", String::from_utf8_lossy(buf)),
+            Err(e) => e.status,
+        }
+    }
+
+    /// Feeds growing prefixes, as a connection reading one byte at a time would, and returns the
+    /// first non-incomplete result (status, consumed), checking it agrees with the whole parse.
+    fn check_incremental(buf: &[u8], limits: &Limits) {
+        let summary = |r: Result<Option<(Request, usize)>, HttpError>| match r {
+            Ok(Some((req, n))) => Some((0, n, req.header_count())),
+            Ok(None) => None,
+            Err(e) => Some((e.status, 0, 0)),
+        };
+        let whole = summary(parse_with(buf, limits));
+        for end in 0..=buf.len() {
+            let r = summary(parse_with(&buf[..end], limits));
+            if r.is_some() {
+                assert_eq!(
+                    r,
+                    whole,
+                    "prefix of {end} bytes of {:?}",
+                    String::from_utf8_lossy(buf)
+                );
+                return;
+            }
+        }
+        assert_eq!(whole, None);
+    }
+
+    fn with_fields(version: &str, fields: &str) -> Vec<u8> {
+        format!("GET / HTTP/{version}\r\n{fields}\r\n").into_bytes()
+    }
+
+    #[test]
+    fn simple_get() {
+        let req = parse_ok(b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n");
+        assert_eq!(req.method(), "GET");
+        assert_eq!(req.target(), "/index.html");
+        assert_eq!(req.path(), "/index.html");
+        assert_eq!(req.query(), "");
+        assert_eq!(req.version(), 11);
+        assert_eq!(req.header(b"HOST"), Some(&b"example.com"[..]));
+        assert_eq!(req.header(b"accept"), Some(&b"*/*"[..]));
+        assert_eq!(req.header(b"missing"), None);
+        assert_eq!(req.header_count(), 2);
+        assert_eq!(req.header_at(0), Some((&b"Host"[..], &b"example.com"[..])));
+        assert_eq!(req.header_at(1), Some((&b"Accept"[..], &b"*/*"[..])));
+        assert_eq!(req.header_at(2), None);
+        assert_eq!(req.body_framing(), BodyFraming::None);
+        assert!(req.wants_keep_alive());
+        assert!(!req.expects_continue());
+        assert!(!req.is_head());
+    }
+
+    #[test]
+    fn request_table() {
+        // (request head, expected status: 0 = parsed)
+        let cases: &[(&[u8], u16)] = &[
+            // line endings
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"GET / HTTP/1.1\nHost: a\n\n", 0),
+            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", 0),
+            (b"GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\rX\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", 400),
+            // leading empty lines
+            (b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"\n\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"\r\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (
+                b"\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                400,
+            ),
+            // method
+            (b"PURGE / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"M-SEARCH * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"G\x80T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b" / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+            // separators
+            (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
+            (b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /\tHTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /\r\nHost: a\r\n\r\n", 400),
+            (b"GET\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1 extra\r\nHost: a\r\n\r\n", 400),
+            // version
+            (b"GET / HTTP/1.0\r\n\r\n", 0),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+            (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+            (b"GET / HTTP/9.9\r\nHost: a\r\n\r\n", 505),
+            (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/11\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / http/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/a.b\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTPS/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/2\r\nHost: a\r\n\r\n", 400),
+            // target forms
+            (b"GET /a/b?c=d&e HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"GET http://a/b?c HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"GET HTTP://a:80 HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"GET https://a?q HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"GET ftp://a/b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET http:///b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET http://u:p@a/b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET a/b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 0),
+            (b"CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"CONNECT a: HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"CONNECT :443 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"CONNECT http://a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            // target bytes
+            (b"GET /a\"{}|^` HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /a\x00 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            // field syntax
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n  c\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\tc\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX(y): b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX\x80: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x1bb\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", 400),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nX: a\tb \"q\" caf\xc3\xa9 \xff\r\n\r\n",
+                0,
+            ),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX:\r\n\r\n", 0),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b: c\r\n\r\n", 0),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n!#$%&'*+-.^_`|~09az: b\r\n\r\n",
+                0,
+            ),
+            // Host
+            (b"GET / HTTP/1.1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 0),
+            (b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 0),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+            (b"GET / HTTP/1.0\r\n\r\n", 0),
+            (b"GET / HTTP/1.0\r\nHost: a\r\n\r\n", 0),
+            (b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ];
+        for &(buf, want) in cases {
+            assert_eq!(
+                status_with(buf, &LIMITS),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(buf)
+            );
+            check_incremental(buf, &LIMITS);
+        }
+    }
+
+    #[test]
+    fn framing_table() {
+        use BodyFraming::*;
+        // (version, fields, expected framing or error status)
+        let cases: &[(&str, &str, Result<BodyFraming, u16>)] = &[
+            ("1.1", "", Ok(None)),
+            ("1.1", "Content-Length: 0\r\n", Ok(Length(0))),
+            ("1.1", "Content-Length: 42\r\n", Ok(Length(42))),
+            ("1.1", "Content-Length:  42 \t\r\n", Ok(Length(42))),
+            ("1.1", "Content-Length: 007\r\n", Ok(Length(7))),
+            ("1.0", "Content-Length: 5\r\n", Ok(Length(5))),
+            ("1.1", "Content-Length: 5, 5\r\n", Ok(Length(5))),
+            ("1.1", "Content-Length: 5,5,5\r\n", Ok(Length(5))),
+            (
+                "1.1",
+                "Content-Length: 5\r\ncontent-length: 5\r\n",
+                Ok(Length(5)),
+            ),
+            (
+                "1.1",
+                "Content-Length: 5\r\nContent-Length: 05\r\n",
+                Ok(Length(5)),
+            ),
+            ("1.1", "Content-Length: 5, 6\r\n", Err(400)),
+            (
+                "1.1",
+                "Content-Length: 5\r\nContent-Length: 6\r\n",
+                Err(400),
+            ),
+            ("1.1", "Content-Length: +5\r\n", Err(400)),
+            ("1.1", "Content-Length: -5\r\n", Err(400)),
+            ("1.1", "Content-Length: 0x5\r\n", Err(400)),
+            ("1.1", "Content-Length: 5a\r\n", Err(400)),
+            ("1.1", "Content-Length: 5 5\r\n", Err(400)),
+            ("1.1", "Content-Length: 5_0\r\n", Err(400)),
+            ("1.1", "Content-Length: 5.0\r\n", Err(400)),
+            ("1.1", "Content-Length:\r\n", Err(400)),
+            ("1.1", "Content-Length: ,\r\n", Err(400)),
+            ("1.1", "Content-Length: 5,\r\n", Err(400)),
+            ("1.1", "Content-Length: 5,,5\r\n", Err(400)),
+            (
+                "1.1",
+                "Content-Length: 9999999999999999999\r\n",
+                Ok(Length(9_999_999_999_999_999_999)),
+            ),
+            ("1.1", "Content-Length: 18446744073709551615\r\n", Err(400)),
+            ("1.1", "Content-Length: 18446744073709551616\r\n", Err(400)),
+            (
+                "1.1",
+                "Content-Length: 99999999999999999999999\r\n",
+                Err(400),
+            ),
+            ("1.1", "Transfer-Encoding: chunked\r\n", Ok(Chunked)),
+            ("1.1", "Transfer-Encoding: CHUNKED\r\n", Ok(Chunked)),
+            ("1.1", "Transfer-Encoding:  chunked \r\n", Ok(Chunked)),
+            ("1.1", "Transfer-Encoding: gzip, chunked\r\n", Err(501)),
+            (
+                "1.1",
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                Err(501),
+            ),
+            ("1.1", "Transfer-Encoding: chunked, gzip\r\n", Err(400)),
+            (
+                "1.1",
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+                Err(400),
+            ),
+            ("1.1", "Transfer-Encoding: chunked, chunked\r\n", Err(400)),
+            (
+                "1.1",
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                Err(400),
+            ),
+            ("1.1", "Transfer-Encoding: gzip\r\n", Err(501)),
+            ("1.1", "Transfer-Encoding: identity\r\n", Err(501)),
+            ("1.1", "Transfer-Encoding: x-custom\r\n", Err(501)),
+            ("1.1", "Transfer-Encoding:\r\n", Err(400)),
+            ("1.1", "Transfer-Encoding: ,chunked\r\n", Err(400)),
+            ("1.1", "Transfer-Encoding: chunked,\r\n", Err(400)),
+            ("1.1", "Transfer-Encoding: chunked;q=1\r\n", Err(400)),
+            ("1.1", "Transfer-Encoding: chun ked\r\n", Err(400)),
+            ("1.1", "Transfer-Encoding: \"chunked\"\r\n", Err(400)),
+            (
+                "1.1",
+                "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                Err(400),
+            ),
+            (
+                "1.1",
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                Err(400),
+            ),
+            (
+                "1.1",
+                "Content-Length: 5\r\nTransfer-Encoding: gzip\r\n",
+                Err(400),
+            ),
+            ("1.0", "Transfer-Encoding: chunked\r\n", Err(400)),
+            ("1.0", "Transfer-Encoding: gzip\r\n", Err(400)),
+        ];
+        for &(version, fields, want) in cases {
+            let host = if version == "1.1" { "Host: a\r\n" } else { "" };
+            let buf = with_fields(version, &format!("{host}{fields}"));
+            let got = match parse_head(&buf, &LIMITS) {
+                Ok(Some((req, _))) => Ok(req.body_framing()),
+                Ok(Option::None) => panic!("incomplete"),
+                Err(e) => Err(e.status),
+            };
+            assert_eq!(got, want, "{version} {fields:?}");
+            check_incremental(&buf, &LIMITS);
+        }
+    }
+
+    #[test]
+    fn connection_and_expect_table() {
+        // (version, fields, keep-alive, expects 100-continue)
+        let cases: &[(&str, &str, bool, bool)] = &[
+            ("1.1", "", true, false),
+            ("1.1", "Connection: close\r\n", false, false),
+            ("1.1", "Connection: CLOSE\r\n", false, false),
+            ("1.1", "Connection: keep-alive, close\r\n", false, false),
+            ("1.1", "Connection: Upgrade,Close\r\n", false, false),
+            (
+                "1.1",
+                "Connection: foo\r\nConnection: close\r\n",
+                false,
+                false,
+            ),
+            ("1.1", "Connection: closed\r\n", true, false),
+            ("1.1", "Connection: keep-alive\r\n", true, false),
+            ("1.0", "", false, false),
+            ("1.0", "Connection: keep-alive\r\n", true, false),
+            ("1.0", "Connection: Keep-Alive\r\n", true, false),
+            ("1.0", "Connection: foo , keep-alive\r\n", true, false),
+            ("1.0", "Connection: keep-alive, close\r\n", false, false),
+            ("1.0", "Connection: keep-alived\r\n", false, false),
+            ("1.1", "Expect: 100-continue\r\n", true, true),
+            ("1.1", "Expect: 100-Continue\r\n", true, true),
+            (
+                "1.1",
+                "Expect: 100-continue\r\nConnection: close\r\n",
+                false,
+                true,
+            ),
+            ("1.1", "Expect: 200-ok\r\n", true, false),
+            ("1.0", "Expect: 100-continue\r\n", false, false),
+        ];
+        for &(version, fields, keep_alive, cont) in cases {
+            let host = if version == "1.1" { "Host: a\r\n" } else { "" };
+            let req = parse_ok(&with_fields(version, &format!("{host}{fields}")));
+            assert_eq!(req.wants_keep_alive(), keep_alive, "{version} {fields:?}");
+            assert_eq!(req.expects_continue(), cont, "{version} {fields:?}");
+        }
+    }
+
+    #[test]
+    fn target_split_table() {
+        // (method, target, path, query)
+        let cases: &[(&str, &str, &str, &str)] = &[
+            ("GET", "/", "/", ""),
+            ("GET", "/a/b", "/a/b", ""),
+            ("GET", "/a?", "/a", ""),
+            ("GET", "/a?b=c&d", "/a", "b=c&d"),
+            ("GET", "/a?b?c", "/a", "b?c"),
+            ("GET", "/%20x?%3F", "/%20x", "%3F"),
+            ("GET", "//a", "//a", ""),
+            ("GET", "http://h/p?q", "/p", "q"),
+            ("GET", "http://h:8080/p/q", "/p/q", ""),
+            ("GET", "http://h", "/", ""),
+            ("GET", "http://h?x", "/", "x"),
+            ("GET", "HtTpS://h/", "/", ""),
+            ("OPTIONS", "*", "*", ""),
+            ("CONNECT", "h:443", "", ""),
+        ];
+        for &(method, target, path, query) in cases {
+            let req = parse_ok(format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+            assert_eq!(req.method(), method);
+            assert_eq!(req.target(), target);
+            assert_eq!(req.path(), path, "{target}");
+            assert_eq!(req.query(), query, "{target}");
+        }
+    }
+
+    #[test]
+    fn values_are_trimmed() {
+        let req = parse_ok(b"GET / HTTP/1.1\r\nHost: \t a \t\r\nX:\tb c\t \r\nY:   \r\n\r\n");
+        assert_eq!(req.header(b"host"), Some(&b"a"[..]));
+        assert_eq!(req.header(b"x"), Some(&b"b c"[..]));
+        assert_eq!(req.header(b"y"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn header_lookup_is_first_and_case_insensitive() {
+        let req = parse_ok(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\nX-\xc3: no\r\n\r\n");
+        assert_eq!(req.header(b"x-A"), Some(&b"1"[..]));
+        assert_eq!(req.header_at(2), Some((&b"x-a"[..], &b"2"[..])));
+        assert_eq!(req.header(b"x-a2"), None);
+        assert_eq!(req.header(b""), None);
+        let req = parse_ok(b"GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n");
+        assert_eq!(req.header(b"X"), Some(&b"caf\xc3\xa9"[..]));
+    }
+
+    #[test]
+    fn head_method() {
+        assert!(parse_ok(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").is_head());
+        assert!(!parse_ok(b"head / HTTP/1.1\r\nHost: a\r\n\r\n").is_head());
+        assert!(!parse_ok(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_head());
+    }
+
+    #[test]
+    fn c_strings() {
+        let req = parse_ok(b"POST /p?a=1 HTTP/1.1\r\nHost: h\r\nX-Y: v w\r\nEmpty:\r\n\r\n");
+        let s = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
+        let ptrs = (req.method_c(), req.target_c(), req.path_c(), req.query_c());
+        assert_eq!(s(ptrs.0), b"POST");
+        assert_eq!(s(ptrs.1), b"/p?a=1");
+        assert_eq!(s(ptrs.2), b"/p");
+        assert_eq!(s(ptrs.3), b"a=1");
+        assert_eq!(s(req.header_c(b"x-y").unwrap()), b"v w");
+        assert_eq!(s(req.header_c(b"empty").unwrap()), b"");
+        assert!(req.header_c(b"nope").is_none());
+        let (n, v) = req.header_at_c(1).unwrap();
+        assert_eq!((s(n), s(v)), (b"X-Y".to_vec(), b"v w".to_vec()));
+        assert!(req.header_at_c(3).is_none());
+
+        // Moving the Request (into an Arc, as the server does) must not move its strings.
+        let shared = std::sync::Arc::new(req);
+        assert_eq!(shared.method_c(), ptrs.0);
+        assert_eq!(shared.query_c(), ptrs.3);
+        assert_eq!(s(shared.header_c(b"host").unwrap()), b"h");
+
+        let req = parse_ok(b"GET /p HTTP/1.0\r\n\r\n");
+        assert_eq!(s(req.query_c()), b"");
+    }
+
+    #[test]
+    fn request_is_send_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Request>();
+        check::<HttpError>();
+    }
+
+    #[test]
+    fn incomplete_heads() {
+        let full = b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n";
+        for end in 0..full.len() {
+            assert!(
+                matches!(parse_head(&full[..end], &LIMITS), Ok(None)),
+                "prefix {end}"
+            );
+        }
+        assert!(matches!(parse_head(b"\r\n\r", &LIMITS), Ok(None)));
+    }
+
+    #[test]
+    fn body_and_pipelining() {
+        let first = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n";
+        let second = b"GET /b?x HTTP/1.1\r\nHost: h\r\n\r\n";
+        let mut buf = first.to_vec();
+        buf.extend_from_slice(b"hello");
+        buf.extend_from_slice(second);
+        let (req, n) = parse_head(&buf, &LIMITS).unwrap().unwrap();
+        assert_eq!(n, first.len());
+        assert_eq!(req.body_framing(), BodyFraming::Length(5));
+        assert_eq!(&buf[n..n + 5], b"hello");
+        let (req2, n2) = parse_head(&buf[n + 5..], &LIMITS).unwrap().unwrap();
+        assert_eq!(n2, second.len());
+        assert_eq!(req2.path(), "/b");
+
+        // Back to back with no body, and bare-LF endings.
+        let mut buf = b"GET /1 HTTP/1.1\nHost: h\n\n".to_vec();
+        buf.extend_from_slice(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+        let (r1, n1) = parse_head(&buf, &LIMITS).unwrap().unwrap();
+        assert_eq!((r1.path(), n1), ("/1", 25));
+        let (r2, n2) = parse_head(&buf[n1..], &LIMITS).unwrap().unwrap();
+        assert_eq!((r2.path(), n1 + n2), ("/2", buf.len()));
+
+        // A later request that is still incomplete does not affect the first.
+        let mut buf = second.to_vec();
+        buf.extend_from_slice(b"GET /c HTTP/1.1\r\nHo");
+        let (_, n) = parse_head(&buf, &LIMITS).unwrap().unwrap();
+        assert_eq!(n, second.len());
+        assert!(matches!(parse_head(&buf[n..], &LIMITS), Ok(None)));
+    }
+
+    #[test]
+    fn long_target_within_limit() {
+        let target = format!("/{}", "a".repeat(7999));
+        let buf = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let req = parse_ok(buf.as_bytes());
+        assert_eq!(req.target().len(), 8000);
+        assert_eq!(req.path(), target);
+    }
+
+    #[test]
+    fn limits_table() {
+        let small = Limits {
+            max_header_bytes: 64,
+            max_headers: 3,
+        };
+        let head = |target_len: usize, fields: &str| {
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: h\r\n{fields}\r\n",
+                "a".repeat(target_len - 1)
+            )
+            .into_bytes()
+        };
+        // "GET " + target + " HTTP/1.1\r\n" = target + 15; "Host: h\r\n" = 9; final CRLF = 2.
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (head(38, ""), 0),                          // exactly 64 bytes
+            (head(39, ""), 431),                        // 65 bytes, request line fits
+            (head(49, ""), 431),                        // request line ends at byte 64
+            (head(50, ""), 414),                        // request line ends at byte 65
+            (head(70, ""), 414),                        // target alone too long
+            (head(5, "A: 1\r\nB: 2\r\n"), 0),           // 3 fields
+            (head(5, "A: 1\r\nB: 2\r\nC: 3\r\n"), 431), // 4 fields
+            (
+                head(5, "X: 0123456789012345678901234567890123456789\r\n"),
+                431,
+            ),
+            // Limits apply to incomplete heads too.
+            (format!("GET /{}", "a".repeat(60)).into_bytes(), 414),
+            (
+                format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(60)).into_bytes(),
+                431,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n".to_vec(),
+                431,
+            ),
+            // Leading empty lines count towards the head.
+            (
+                format!(
+                    "\r\n\r\nGET /{} HTTP/1.1\r\nHost: h\r\n\r\n",
+                    "a".repeat(33)
+                )
+                .into_bytes(),
+                0,
+            ),
+            (
+                format!(
+                    "\r\n\r\nGET /{} HTTP/1.1\r\nHost: h\r\n\r\n",
+                    "a".repeat(34)
+                )
+                .into_bytes(),
+                431,
+            ),
+        ];
+        for (buf, want) in &cases {
+            assert_eq!(
+                status_with(buf, &small),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(buf)
+            );
+            check_incremental(buf, &small);
+        }
+        // An endless head fails as soon as it reaches the limit, not later.
+        let endless = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}", "a".repeat(100)).into_bytes();
+        let first_error = (0..=endless.len())
+            .find(|&end| parse_head(&endless[..end], &small).is_err())
+            .unwrap();
+        assert_eq!(first_error, 64);
+        let endless = "a".repeat(100).into_bytes();
+        assert!(matches!(parse_head(&endless[..63], &small), Ok(None)));
+        assert_eq!(
+            parse_head(&endless[..64], &small).err().map(|e| e.status),
+            Some(414)
+        );
+        // Bytes after a complete head (body, next request) are not counted.
+        let mut buf = head(38, "");
+        buf.extend_from_slice(&[b'x'; 100]);
+        assert_eq!(parse_head(&buf, &small).unwrap().unwrap().1, 64);
+    }
+
+    #[test]
+    fn errors_have_reasons() {
+        let e = parse_head(b"GET / HTTP/2.0\r\n\r\n", &LIMITS)
+            .err()
+            .unwrap();
+        assert_eq!(e.status, 505);
+        assert!(!e.reason.is_empty());
+        assert_eq!(e.to_string(), format!("505 {}", e.reason));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn valid_request() -> impl Strategy<Value = Vec<u8>> {
+            let name = "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}";
+            let value = "[ -~\t]{0,20}";
+            (
+                prop::sample::select(vec!["GET", "POST", "HEAD", "PUT", "X-CUSTOM"]),
+                "/[!-~]{0,30}",
+                prop::collection::vec((name, value), 0..8),
+                any::<bool>(),
+            )
+                .prop_map(|(method, target, fields, crlf)| {
+                    let eol = if crlf { "\r\n" } else { "\n" };
+                    let mut s = format!("{method} {target} HTTP/1.1{eol}Host: h{eol}");
+                    for (n, v) in fields {
+                        // Keep the framing fields out: their values are random.
+                        if n.eq_ignore_ascii_case("host")
+                            || n.eq_ignore_ascii_case("content-length")
+                            || n.eq_ignore_ascii_case("transfer-encoding")
+                        {
+                            continue;
+                        }
+                        s.push_str(&format!("{n}: {}{eol}", v.trim_matches([' ', '\t'])));
+                    }
+                    s.push_str(eol);
+                    s.into_bytes()
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn valid_requests_parse_in_any_prefix(buf in valid_request(), tail in prop::collection::vec(any::<u8>(), 0..20)) {
+                for end in 0..buf.len() {
+                    prop_assert!(matches!(parse_head(&buf[..end], &LIMITS), Ok(None)));
+                }
+                let mut full = buf.clone();
+                full.extend_from_slice(&tail);
+                let (req, n) = parse_head(&full, &LIMITS).unwrap().unwrap();
+                prop_assert_eq!(n, buf.len());
+                prop_assert_eq!(req.header(b"host"), Some(&b"h"[..]));
+            }
+
+            #[test]
+            fn mutated_requests_never_panic_and_agree_incrementally(
+                buf in valid_request(),
+                edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(b" \t\r\n:,;\x00\x7f\x80aZ/?*".to_vec())), 1..4),
+            ) {
+                let mut buf = buf;
+                for (at, byte) in edits {
+                    let i = at.index(buf.len());
+                    buf[i] = byte;
+                }
+                let small = Limits { max_header_bytes: 96, max_headers: 4 };
+                check_incremental(&buf, &LIMITS);
+                check_incremental(&buf, &small);
+            }
+
+            #[test]
+            fn random_bytes_never_panic(buf in prop::collection::vec(any::<u8>(), 0..200)) {
+                let _ = parse_head(&buf, &LIMITS);
+                let _ = parse_head(&buf, &Limits { max_header_bytes: 0, max_headers: 0 });
+            }
+        }
+    }
+}

@@ -1,0 +1,680 @@
+//! A response being built by a handler, and the filters that turn it into bytes:
+//! the head filter decides framing once, then each flush runs compression and chunking
+//! and queues the result for the write filter (`OutQueue`).
+
+use std::ffi::c_int;
+
+use super::compress::{self, Coding, Compressor};
+use super::outqueue::OutQueue;
+use super::{date, status};
+use crate::errors::{EALREADY, EINVAL, EMSGSIZE, ENOBUFS, ENOENT};
+use crate::ffi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
+
+/// What the head filter needs to know about the request and the server.
+pub struct Context<'a> {
+    pub version: u8,
+    pub is_head: bool,
+    /// The client wants a persistent connection and the server allows one more request.
+    pub keep_alive: bool,
+    /// The coding the client accepts, if any.
+    pub accepts: Option<Coding>,
+    pub http10_buffering: bool,
+    pub compression: bool,
+    pub compression_level: u32,
+    pub compression_min_length: usize,
+    pub compression_types: &'a [String],
+    pub server_header: &'a str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// HEAD, 1xx, 204, 304: appended data is dropped.
+    NoBody,
+    /// Content-Length: bytes of body still owed.
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 streaming: the connection's close marks the end.
+    Close,
+}
+
+pub struct Response {
+    status: u16,
+    reason: Option<String>,
+    fields: Vec<(String, String)>,
+    compression_mode: c_int,
+    /// Body appended since the last flush.
+    pending: Vec<u8>,
+    /// Body bytes appended over the whole response (for a handler's Content-Length).
+    appended: u64,
+    declared_length: Option<u64>,
+    head_sent: bool,
+    finished: bool,
+    framing: Framing,
+    compressor: Option<Box<Compressor>>,
+    keep_alive: bool,
+    /// The connection must close after this response (short body, close-delimited, refused).
+    must_close: bool,
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Response {
+            status: 200,
+            reason: None,
+            fields: Vec::new(),
+            compression_mode: HTTPSRV_COMPRESS_AUTO,
+            pending: Vec::new(),
+            appended: 0,
+            declared_length: None,
+            head_sent: false,
+            finished: false,
+            framing: Framing::NoBody,
+            compressor: None,
+            keep_alive: false,
+            must_close: false,
+        }
+    }
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+}
+
+fn valid_value(v: &[u8]) -> bool {
+    !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+fn parse_length(v: &str) -> Option<u64> {
+    let v = v.trim_matches([' ', '\t']);
+    if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+fn has_token(list: &str, token: &str) -> bool {
+    list.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_hex(out: &mut Vec<u8>, mut n: usize) {
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+impl Response {
+    pub fn head_sent(&self) -> bool {
+        self.head_sent
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive && !self.must_close
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Body bytes appended and not yet flushed.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn check_open(&self) -> Result<(), c_int> {
+        if self.head_sent {
+            Err(EALREADY)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn set_status(&mut self, status: i32, reason: Option<&[u8]>) -> Result<(), c_int> {
+        if !(200..=999).contains(&status) {
+            return Err(EINVAL);
+        }
+        let reason = match reason {
+            Some(r) if !valid_value(r) => return Err(EINVAL),
+            Some(r) => Some(String::from_utf8_lossy(r).into_owned()),
+            None => None,
+        };
+        self.check_open()?;
+        self.status = status as u16;
+        self.reason = reason;
+        Ok(())
+    }
+
+    fn check_field(name: &[u8], value: &[u8]) -> Result<(), c_int> {
+        if !is_token(name) || !valid_value(value) || name.eq_ignore_ascii_case(b"transfer-encoding")
+        {
+            return Err(EINVAL);
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            parse_length(std::str::from_utf8(value).map_err(|_| EINVAL)?).ok_or(EINVAL)?;
+        }
+        Ok(())
+    }
+
+    fn note_length(&mut self) {
+        self.declared_length = self
+            .fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| parse_length(v));
+    }
+
+    /// Replaces every field of that name.
+    pub fn set_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), c_int> {
+        Self::check_field(name, value)?;
+        self.check_open()?;
+        let name_s = String::from_utf8_lossy(name);
+        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(&name_s));
+        self.fields.push((name_s.into_owned(), String::from_utf8_lossy(value).into_owned()));
+        self.note_length();
+        Ok(())
+    }
+
+    /// Adds one more field of that name.
+    pub fn add_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), c_int> {
+        Self::check_field(name, value)?;
+        self.check_open()?;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // Two lengths would be ambiguous framing; the last one set wins.
+            return self.set_header(name, value);
+        }
+        self.fields.push((
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+        Ok(())
+    }
+
+    pub fn remove_header(&mut self, name: &[u8]) -> Result<(), c_int> {
+        if !is_token(name) {
+            return Err(EINVAL);
+        }
+        self.check_open()?;
+        let before = self.fields.len();
+        self.fields.retain(|(n, _)| !n.as_bytes().eq_ignore_ascii_case(name));
+        if self.fields.len() == before {
+            return Err(ENOENT);
+        }
+        self.note_length();
+        Ok(())
+    }
+
+    pub fn clear(&mut self) -> Result<(), c_int> {
+        self.check_open()?;
+        self.status = 200;
+        self.reason = None;
+        self.fields.clear();
+        self.pending.clear();
+        self.appended = 0;
+        self.declared_length = None;
+        Ok(())
+    }
+
+    pub fn set_compression(&mut self, mode: c_int) -> Result<(), c_int> {
+        if ![HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON].contains(&mode) {
+            return Err(EINVAL);
+        }
+        self.check_open()?;
+        self.compression_mode = mode;
+        Ok(())
+    }
+
+    /// Copies body bytes into the pending output. `queued` is what is already waiting for the
+    /// socket, counted against `max_pending`.
+    pub fn append(&mut self, data: &[u8], queued: usize, max_pending: usize) -> Result<(), c_int> {
+        if self.finished {
+            return Err(EALREADY);
+        }
+        if let Some(limit) = self.declared_length {
+            if self.appended + data.len() as u64 > limit {
+                return Err(EMSGSIZE);
+            }
+        }
+        if self.pending.len() + queued + data.len() > max_pending {
+            return Err(ENOBUFS);
+        }
+        self.appended += data.len() as u64;
+        if !(self.head_sent && self.framing == Framing::NoBody) {
+            self.pending.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Replaces whatever was built with a plain error response (nothing was sent yet).
+    pub fn replace_with_error(&mut self, status: u16) {
+        let compression_mode = self.compression_mode;
+        *self = Response::default();
+        self.compression_mode = compression_mode;
+        self.status = status;
+        self.fields
+            .push(("Content-Type".to_string(), "text/plain".to_string()));
+        let text = format!("{} {}\n", status, status::reason_phrase(status));
+        self.appended = text.len() as u64;
+        self.pending = text.into_bytes();
+    }
+
+    /// Marks the response finished without closing framing: the connection must close.
+    pub fn truncate(&mut self) {
+        self.finished = true;
+        self.must_close = true;
+        self.pending.clear();
+    }
+
+    /// Runs the filters for one flush and queues the bytes. Returns false when this flush
+    /// sends nothing by policy (HTTP/1.0 buffering).
+    pub fn flush(&mut self, last: bool, cx: &Context, out: &mut OutQueue) -> Result<bool, c_int> {
+        if self.finished {
+            return Err(EALREADY);
+        }
+        if !self.head_sent && !last && cx.version == 10 && cx.http10_buffering {
+            return Ok(false);
+        }
+        let mut body = std::mem::take(&mut self.pending);
+        if !self.head_sent {
+            self.decide(last, cx);
+            if let Some(c) = self.compressor.as_mut() {
+                let mut z = Vec::with_capacity(body.len() / 2 + 64);
+                c.compress(&body, last, &mut z);
+                body = z;
+                if last {
+                    self.compressor = None;
+                }
+                if self.framing == Framing::Length(u64::MAX) {
+                    self.framing = Framing::Length(body.len() as u64);
+                }
+            } else if self.framing == Framing::Length(u64::MAX) {
+                self.framing = Framing::Length(body.len() as u64);
+            }
+            out.push(self.head(cx));
+            self.head_sent = true;
+        } else if let Some(c) = self.compressor.as_mut() {
+            let mut z = Vec::with_capacity(body.len() / 2 + 64);
+            c.compress(&body, last, &mut z);
+            body = z;
+            if last {
+                self.compressor = None;
+            }
+        }
+        self.frame_body(body, last, out);
+        if last {
+            self.finished = true;
+        }
+        Ok(true)
+    }
+
+    /// The head filter: compression, framing and persistence, decided once.
+    fn decide(&mut self, last: bool, cx: &Context) {
+        let status = self.status;
+        let no_body = cx.is_head || status < 200 || status == 204 || status == 304;
+        let content_type = self
+            .field("content-type")
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        let type_ok = compress::type_eligible(&content_type, cx.compression_types);
+        let status_ok = !(status < 200 || status == 204 || status == 206 || status == 304);
+        let handler_encoded = self.field("content-encoding").is_some();
+        let auto_eligible = self.compression_mode == HTTPSRV_COMPRESS_AUTO
+            && cx.compression
+            && type_ok
+            && status_ok
+            && !handler_encoded;
+        let coding = match self.compression_mode {
+            _ if no_body || !status_ok || handler_encoded => None,
+            HTTPSRV_COMPRESS_ON => cx.accepts,
+            HTTPSRV_COMPRESS_AUTO
+                if auto_eligible && !(last && self.pending.len() < cx.compression_min_length) =>
+            {
+                cx.accepts
+            }
+            _ => None,
+        };
+        if auto_eligible || coding.is_some() {
+            self.add_vary();
+        }
+        if let Some(coding) = coding {
+            self.fields
+                .retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+            self.declared_length = None;
+            self.fields
+                .push(("Content-Encoding".to_string(), coding.token().to_string()));
+            self.compressor = Some(Box::new(Compressor::new(coding, cx.compression_level)));
+        }
+        if status < 200 || status == 204 {
+            self.fields
+                .retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+            self.declared_length = None;
+        }
+        self.framing = if no_body {
+            Framing::NoBody
+        } else if let Some(n) = self.declared_length {
+            Framing::Length(n)
+        } else if last {
+            // Filled in with the real (compressed) size once the body is through the filters.
+            Framing::Length(u64::MAX)
+        } else if cx.version >= 11 {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        };
+        let handler_close = self
+            .field("connection")
+            .is_some_and(|v| has_token(v, "close"));
+        self.keep_alive = cx.keep_alive && self.framing != Framing::Close && !handler_close;
+        if self.framing == Framing::Close {
+            self.must_close = true;
+        }
+        if cx.is_head && last && self.declared_length.is_none() && status_ok {
+            let n = self.pending.len() as u64;
+            self.fields.push(("Content-Length".to_string(), n.to_string()));
+        }
+        self.pending.shrink_to(0);
+        if self.framing == Framing::NoBody {
+            self.pending.clear();
+        }
+    }
+
+    fn field(&self, lower_name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(lower_name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn add_vary(&mut self) {
+        if let Some((_, v)) = self
+            .fields
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case("vary"))
+        {
+            if !has_token(v, "accept-encoding") && !has_token(v, "*") {
+                v.push_str(", Accept-Encoding");
+            }
+            return;
+        }
+        self.fields
+            .push(("Vary".to_string(), "Accept-Encoding".to_string()));
+    }
+
+    /// Serialises the status line and fields.
+    fn head(&self, cx: &Context) -> Vec<u8> {
+        let mut h = Vec::with_capacity(160 + self.fields.len() * 40);
+        h.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(&mut h, u64::from(self.status));
+        h.push(b' ');
+        match &self.reason {
+            Some(r) => h.extend_from_slice(r.as_bytes()),
+            None => h.extend_from_slice(status::reason_phrase(self.status).as_bytes()),
+        }
+        h.extend_from_slice(b"\r\n");
+        if !cx.server_header.is_empty() && self.field("server").is_none() {
+            h.extend_from_slice(b"Server: ");
+            h.extend_from_slice(cx.server_header.as_bytes());
+            h.extend_from_slice(b"\r\n");
+        }
+        if self.field("date").is_none() {
+            h.extend_from_slice(b"Date: ");
+            h.extend_from_slice(&date::http_date());
+            h.extend_from_slice(b"\r\n");
+        }
+        for (n, v) in &self.fields {
+            if n.eq_ignore_ascii_case("connection") {
+                continue;
+            }
+            h.extend_from_slice(n.as_bytes());
+            h.extend_from_slice(b": ");
+            h.extend_from_slice(v.as_bytes());
+            h.extend_from_slice(b"\r\n");
+        }
+        match self.framing {
+            Framing::Length(n) if self.declared_length.is_none() => {
+                h.extend_from_slice(b"Content-Length: ");
+                push_decimal(&mut h, n);
+                h.extend_from_slice(b"\r\n");
+            }
+            Framing::Chunked => h.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            _ => {}
+        }
+        if !self.keep_alive {
+            h.extend_from_slice(b"Connection: close\r\n");
+        } else if cx.version == 10 {
+            h.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    }
+
+    /// The chunk filter (and its Content-Length and close-delimited siblings).
+    fn frame_body(&mut self, body: Vec<u8>, last: bool, out: &mut OutQueue) {
+        match self.framing {
+            Framing::NoBody => {}
+            Framing::Length(owed) => {
+                let n = (body.len() as u64).min(owed);
+                self.framing = Framing::Length(owed - n);
+                out.push(body);
+                if last && owed - n > 0 {
+                    // The handler promised more than it sent: only closing can tell the client.
+                    self.must_close = true;
+                }
+            }
+            Framing::Chunked => {
+                if !body.is_empty() {
+                    let mut size = Vec::with_capacity(12);
+                    push_hex(&mut size, body.len());
+                    size.extend_from_slice(b"\r\n");
+                    out.push_copy(&size);
+                    out.push(body);
+                    out.push_copy(if last { b"\r\n0\r\n\r\n" } else { b"\r\n" });
+                } else if last {
+                    out.push_copy(b"0\r\n\r\n");
+                }
+            }
+            Framing::Close => out.push(body),
+        }
+    }
+}
+
+/// Negotiates the coding for a request's Accept-Encoding, if any.
+pub fn accepted_coding(accept_encoding: Option<&[u8]>) -> Option<Coding> {
+    accept_encoding.and_then(compress::negotiate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx(version: u8) -> Context<'static> {
+        Context {
+            version,
+            is_head: false,
+            keep_alive: true,
+            accepts: None,
+            http10_buffering: true,
+            compression: true,
+            compression_level: 1,
+            compression_min_length: 256,
+            compression_types: &[],
+            server_header: "httpsrv",
+        }
+    }
+
+    fn text(q: &OutQueue) -> String {
+        String::from_utf8_lossy(&q.contents()).into_owned()
+    }
+
+    fn body_of(s: &str) -> &str {
+        &s[s.find("\r\n\r\n").unwrap() + 4..]
+    }
+
+    #[test]
+    fn one_shot_gets_content_length() {
+        let mut r = Response::default();
+        let mut q = OutQueue::default();
+        r.append(b"Hello, world!", 0, 1 << 20).unwrap();
+        assert!(r.flush(true, &cx(11), &mut q).unwrap());
+        let s = text(&q);
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\nServer: httpsrv\r\nDate: "), "{s}");
+        assert!(s.contains("\r\nContent-Length: 13\r\n"));
+        assert!(!s.contains("Connection"));
+        assert_eq!(body_of(&s), "Hello, world!");
+        assert!(r.keep_alive());
+        assert_eq!(r.flush(true, &cx(11), &mut q), Err(EALREADY));
+        assert_eq!(r.append(b"x", 0, 100), Err(EALREADY));
+    }
+
+    #[test]
+    fn streaming_is_chunked_without_premature_last_chunk() {
+        let mut r = Response::default();
+        let mut q = OutQueue::default();
+        r.append(b"abc", 0, 1 << 20).unwrap();
+        r.flush(false, &cx(11), &mut q).unwrap();
+        r.flush(false, &cx(11), &mut q).unwrap();
+        r.append(&[b'z'; 17], 0, 1 << 20).unwrap();
+        r.flush(false, &cx(11), &mut q).unwrap();
+        r.flush(true, &cx(11), &mut q).unwrap();
+        let s = text(&q);
+        assert!(s.contains("Transfer-Encoding: chunked\r\n"));
+        assert_eq!(
+            body_of(&s),
+            format!("3\r\nabc\r\n11\r\n{}\r\n0\r\n\r\n", "z".repeat(17))
+        );
+    }
+
+    #[test]
+    fn final_chunk_is_joined_with_data() {
+        let mut r = Response::default();
+        let mut q = OutQueue::default();
+        r.flush(false, &cx(11), &mut q).unwrap();
+        r.append(b"end", 0, 1 << 20).unwrap();
+        r.flush(true, &cx(11), &mut q).unwrap();
+        assert_eq!(body_of(&text(&q)), "3\r\nend\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn handler_length_is_honoured_and_enforced() {
+        let mut r = Response::default();
+        let mut q = OutQueue::default();
+        assert_eq!(r.set_header(b"Content-Length", b"x1"), Err(EINVAL));
+        r.set_header(b"Content-Length", b"5").unwrap();
+        r.append(b"abc", 0, 100).unwrap();
+        assert_eq!(r.append(b"def", 0, 100), Err(EMSGSIZE));
+        r.flush(false, &cx(11), &mut q).unwrap();
+        r.flush(true, &cx(11), &mut q).unwrap();
+        let s = text(&q);
+        assert!(s.contains("Content-Length: 5\r\n"));
+        assert!(!s.contains("chunked"));
+        assert_eq!(body_of(&s), "abc");
+        assert!(!r.keep_alive(), "a short body must close the connection");
+    }
+
+    #[test]
+    fn head_204_304_have_no_body() {
+        let mut c = cx(11);
+        c.is_head = true;
+        let mut r = Response::default();
+        let mut q = OutQueue::default();
+        r.append(b"12345", 0, 100).unwrap();
+        r.flush(true, &c, &mut q).unwrap();
+        let s = text(&q);
+        assert!(s.contains("Content-Length: 5\r\n"), "{s}");
+        assert_eq!(body_of(&s), "");
+        for code in [204, 304] {
+            let mut r = Response::default();
+            let mut q = OutQueue::default();
+            r.set_status(code, None).unwrap();
+            r.append(b"12345", 0, 100).unwrap();
+            r.flush(false, &cx(11), &mut q).unwrap();
+            r.flush(true, &cx(11), &mut q).unwrap();
+            let s = text(&q);
+            assert!(!s.contains("chunked") && !s.contains("Content-Length"), "{s}");
+            assert_eq!(body_of(&s), "");
+        }
+    }
+
+    #[test]
+    fn http10_buffers_or_streams_and_closes() {
+        let mut r = Response::default();
+        let mut q = OutQueue::default();
+        let mut c = cx(10);
+        c.keep_alive = false;
+        r.append(b"ab", 0, 100).unwrap();
+        assert!(!r.flush(false, &c, &mut q).unwrap());
+        assert!(q.is_empty());
+        r.append(b"cd", 0, 100).unwrap();
+        r.flush(true, &c, &mut q).unwrap();
+        let s = text(&q);
+        assert!(s.contains("Content-Length: 4\r\nConnection: close\r\n\r\nabcd"), "{s}");
+
+        c.http10_buffering = false;
+        let mut r = Response::default();
+        let mut q = OutQueue::default();
+        r.append(b"ab", 0, 100).unwrap();
+        r.flush(false, &c, &mut q).unwrap();
+        r.append(b"cd", 0, 100).unwrap();
+        r.flush(true, &c, &mut q).unwrap();
+        let s = text(&q);
+        assert!(!s.contains("Content-Length") && !s.contains("chunked"));
+        assert_eq!(body_of(&s), "abcd");
+        assert!(!r.keep_alive());
+    }
+
+    #[test]
+    fn fields_are_validated() {
+        let mut r = Response::default();
+        assert_eq!(r.set_header(b"X-A", b"a\r\nb"), Err(EINVAL));
+        assert_eq!(r.set_header(b"X A", b"v"), Err(EINVAL));
+        assert_eq!(r.set_header(b"Transfer-Encoding", b"chunked"), Err(EINVAL));
+        assert_eq!(r.remove_header(b"X-None"), Err(ENOENT));
+        assert_eq!(r.set_status(99, None), Err(EINVAL));
+        assert_eq!(r.set_status(1000, None), Err(EINVAL));
+        assert_eq!(r.set_status(200, Some(b"O\nK")), Err(EINVAL));
+        r.add_header(b"Set-Cookie", b"a=1").unwrap();
+        r.add_header(b"Set-Cookie", b"b=2").unwrap();
+        r.set_status(599, Some(b"")).unwrap();
+        let mut q = OutQueue::default();
+        r.flush(true, &cx(11), &mut q).unwrap();
+        let s = text(&q);
+        assert!(s.starts_with("HTTP/1.1 599 \r\n"));
+        assert!(s.contains("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"));
+        assert_eq!(r.set_header(b"X-Late", b"v"), Err(EALREADY));
+    }
+
+    #[test]
+    fn pending_limit_takes_nothing() {
+        let mut r = Response::default();
+        r.append(&[0; 60], 0, 100).unwrap();
+        assert_eq!(r.append(&[0; 41], 0, 100), Err(ENOBUFS));
+        assert_eq!(r.pending_len(), 60);
+        assert_eq!(r.append(&[0; 30], 20, 100), Err(ENOBUFS));
+    }
+}

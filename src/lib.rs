@@ -1,0 +1,19 @@
+//! httpsrv: an HTTP/1.1 server library with a C ABI, for native modules that answer requests
+//! and stream their responses. The C contract is in `include/httpsrv.h` (generated from the
+//! `ffi` module by cbindgen).
+
+pub mod errors;
+pub mod ffi;
+pub mod http;
+pub mod server;
+
+pub use ffi::library::*;
+pub use ffi::request::*;
+pub use ffi::response::*;
+pub use ffi::server::*;
+pub use ffi::session::*;
+pub use ffi::{
+    httpsrv_close_fn, httpsrv_done_fn, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_server,
+    httpsrv_session, httpsrv_task_fn, HTTPSRV_ABI_VERSION, HTTPSRV_COMPRESS_AUTO,
+    HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON, HTTPSRV_DONE, HTTPSRV_PENDING, HTTPSRV_ROUTE_POOL,
+};

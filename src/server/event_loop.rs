@@ -1,0 +1,905 @@
+//! One event loop per thread (mio): accepts, reads and parses requests, dispatches them, and
+//! drives sessions' output. Each connection belongs to exactly one loop.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
+
+use super::handles::{self, Handle};
+use super::routes::Match;
+use super::runtime::Runtime;
+use super::session::{run_handler, Progress, Session};
+use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
+use crate::ffi::httpsrv_session;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::outqueue::OutQueue;
+use crate::http::request::{parse_head, BodyFraming, HttpError, Limits, Request};
+use crate::http::response::{Context, Response};
+
+const WAKER: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = usize::MAX - 4096;
+/// Longest a rejected client may keep sending before we close (lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+const READ_CHUNK: usize = 4096;
+
+thread_local! {
+    static CURRENT_LOOP: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Identifies a connection on its loop; the serial tells a reused slot from the old one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConnKey {
+    index: u32,
+    serial: u32,
+}
+
+type TaskFn = unsafe extern "C" fn(*mut httpsrv_session, *mut c_void);
+
+pub enum Command {
+    /// Drive this connection's session: output was queued, or it ended.
+    Wake(ConnKey),
+    /// Run a task posted with `httpsrv_session_post`.
+    Post {
+        conn: ConnKey,
+        handle: Handle,
+        task: TaskFn,
+        userdata: usize,
+    },
+    /// Stop accepting, close idle connections, end the rest at the deadline.
+    Stop { grace: Duration },
+}
+
+#[derive(Default)]
+struct Inbox {
+    commands: Vec<Command>,
+    closed: bool,
+}
+
+/// The part of a loop other threads may touch.
+pub struct LoopShared {
+    pub id: usize,
+    pub rt: Arc<Runtime>,
+    inbox: Mutex<Inbox>,
+    waker: Waker,
+}
+
+impl LoopShared {
+    pub fn is_current(&self) -> bool {
+        CURRENT_LOOP.with(|c| c.get()) == self.id
+    }
+
+    /// Queues a command for the loop; false once the loop has exited.
+    pub fn send(&self, cmd: Command) -> bool {
+        let mut inbox = self.inbox.lock();
+        if inbox.closed {
+            return false;
+        }
+        let was_empty = inbox.commands.is_empty();
+        inbox.commands.push(cmd);
+        drop(inbox);
+        if was_empty {
+            let _ = self.waker.wake();
+        }
+        true
+    }
+}
+
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+enum Phase {
+    /// Waiting for (the rest of) a request head; `since` is when it started arriving.
+    Head { since: Instant },
+    Body {
+        request: Box<Request>,
+        body: Vec<u8>,
+        state: BodyState,
+        last_read: Instant,
+    },
+    Active(Arc<Session>),
+    /// A library-written response is going out; then close (after lingering) or go on.
+    Closing { linger_until: Option<Instant> },
+}
+
+struct Conn {
+    key: ConnKey,
+    stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    phase: Phase,
+    requests: u32,
+    read_closed: bool,
+    /// Responses the library writes itself (404, 4xx errors, 100 Continue).
+    direct: OutQueue,
+    direct_progress: Instant,
+    deadline: Option<Instant>,
+}
+
+enum Read {
+    /// This many bytes were added; the socket has no more for now.
+    Ok(usize),
+    /// The buffer holds enough unparsed input; stop reading for now.
+    Full,
+    Eof,
+    Failed(i32),
+}
+
+impl Conn {
+    fn unread(&self) -> &[u8] {
+        &self.rbuf[self.rpos..]
+    }
+
+    fn read(&mut self, limit: usize) -> Read {
+        let mut added = 0;
+        loop {
+            if self.rbuf.len() - self.rpos >= limit {
+                return Read::Full;
+            }
+            if self.rpos > 0 && self.rpos == self.rbuf.len() {
+                self.rbuf.clear();
+                self.rpos = 0;
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+                if self.rpos > 0 {
+                    self.rbuf.drain(..self.rpos);
+                    self.rpos = 0;
+                }
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let spare = self.rbuf.spare_capacity_mut();
+            // SAFETY: recv writes at most spare.len() bytes into the spare capacity.
+            let n = unsafe {
+                libc::recv(
+                    self.stream.as_raw_fd(),
+                    spare.as_mut_ptr() as *mut c_void,
+                    spare.len(),
+                    0,
+                )
+            };
+            if n > 0 {
+                // SAFETY: the kernel initialised n bytes.
+                unsafe { self.rbuf.set_len(self.rbuf.len() + n as usize) };
+                added += n as usize;
+                continue;
+            }
+            if n == 0 {
+                self.read_closed = true;
+                return Read::Eof;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                ErrorKind::WouldBlock => return Read::Ok(added),
+                ErrorKind::Interrupted => continue,
+                _ => {
+                    self.read_closed = true;
+                    return Read::Failed(e.raw_os_error().unwrap_or(ECONNRESET));
+                }
+            }
+        }
+    }
+
+    /// Drops the read buffer while idle, so idle keep-alive connections hold no buffers.
+    fn release_idle_buffer(&mut self) {
+        if self.rpos == self.rbuf.len() {
+            self.rbuf = Vec::new();
+            self.rpos = 0;
+        }
+    }
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    shared: Arc<LoopShared>,
+    listeners: Vec<TcpListener>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    serial: u32,
+    next_sweep: Option<Instant>,
+    stop_deadline: Option<Instant>,
+}
+
+impl EventLoop {
+    pub fn new(
+        id: usize,
+        rt: Arc<Runtime>,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let mut mio_listeners = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let mut l = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            mio_listeners.push(l);
+        }
+        Ok(EventLoop {
+            poll,
+            shared: Arc::new(LoopShared {
+                id,
+                rt,
+                inbox: Mutex::new(Inbox::default()),
+                waker,
+            }),
+            listeners: mio_listeners,
+            conns: Vec::new(),
+            free: Vec::new(),
+            serial: 0,
+            next_sweep: None,
+            stop_deadline: None,
+        })
+    }
+
+    pub fn shared(&self) -> Arc<LoopShared> {
+        self.shared.clone()
+    }
+
+    fn rt(&self) -> &Runtime {
+        &self.shared.rt
+    }
+
+    pub fn run(mut self) {
+        CURRENT_LOOP.with(|c| c.set(self.shared.id));
+        super::mark_library_thread();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self
+                .next_sweep
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != ErrorKind::Interrupted {
+                    self.rt().log_error(&format!("event loop poll failed: {e}"));
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                let token = ev.token();
+                if token == WAKER {
+                    self.run_commands();
+                } else if token.0 >= LISTENER_BASE {
+                    self.accept(token.0 - LISTENER_BASE);
+                } else {
+                    let idx = token.0;
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    self.guarded(idx, |lp| lp.on_event(idx, readable));
+                }
+            }
+            if self.next_sweep.is_some_and(|t| Instant::now() >= t) {
+                self.sweep();
+            }
+            if self.stop_deadline.is_some() && self.conns.iter().all(Option::is_none) {
+                break;
+            }
+        }
+        self.exit();
+    }
+
+    /// Runs connection work, closing the connection if our own code panicked.
+    fn guarded(&mut self, idx: usize, f: impl FnOnce(&mut Self)) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if r.is_err() {
+            self.rt().log_error("panic while serving a connection; closing it");
+            if let Some(Some(conn)) = self.conns.get(idx) {
+                if let Phase::Active(s) = &conn.phase {
+                    s.fail(ECONNRESET);
+                    let s = s.clone();
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.drive()));
+                }
+            }
+            self.close(idx, true);
+        }
+    }
+
+    fn accept(&mut self, li: usize) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        loop {
+            let accepted = match self.listeners.get(li) {
+                Some(l) => l.accept(),
+                None => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log, and try again at the next event.
+                    self.rt().log_error(&format!("accept failed: {e}"));
+                    return;
+                }
+            };
+            if !self.rt().admit_connection() {
+                // Over max_connections: refuse the new one, never an old one.
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            self.add_conn(stream, peer);
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        if idx >= LISTENER_BASE
+            || self
+                .poll
+                .registry()
+                .register(&mut stream, Token(idx), Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+        {
+            self.free.push(idx);
+            self.rt().release_connection();
+            return;
+        }
+        self.serial = self.serial.wrapping_add(1);
+        let now = Instant::now();
+        let deadline = now + self.rt().config.header_timeout;
+        self.conns[idx] = Some(Conn {
+            key: ConnKey {
+                index: idx as u32,
+                serial: self.serial,
+            },
+            stream,
+            peer,
+            rbuf: Vec::new(),
+            rpos: 0,
+            phase: Phase::Head { since: now },
+            requests: 0,
+            read_closed: false,
+            direct: OutQueue::default(),
+            direct_progress: now,
+            deadline: Some(deadline),
+        });
+        self.schedule(deadline);
+    }
+
+    fn schedule(&mut self, at: Instant) {
+        if self.next_sweep.is_none_or(|t| at < t) {
+            self.next_sweep = Some(at);
+        }
+    }
+
+    fn conn(&mut self, idx: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(idx).and_then(Option::as_mut)
+    }
+
+    fn close(&mut self, idx: usize, reset: bool) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if reset {
+            // SO_LINGER 0: close() sends a reset instead of a graceful FIN.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: valid fd and a correctly sized option value.
+            unsafe {
+                libc::setsockopt(
+                    conn.stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const libc::linger as *const c_void,
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        drop(conn);
+        self.free.push(idx);
+        self.rt().release_connection();
+    }
+
+    fn on_event(&mut self, idx: usize, readable: bool) {
+        let limit = self.read_limit();
+        let Some(conn) = self.conn(idx) else {
+            return;
+        };
+        if readable {
+            match conn.phase {
+                Phase::Active(ref s) => {
+                    // Read ahead (pipelining) and notice a client that left while we work.
+                    let s = s.clone();
+                    match conn.read(limit) {
+                        Read::Eof => s.fail(EPIPE),
+                        Read::Failed(e) => s.fail(if e == EPIPE { EPIPE } else { ECONNRESET }),
+                        Read::Ok(_) | Read::Full => {}
+                    }
+                }
+                Phase::Closing {
+                    linger_until: Some(_),
+                } => {
+                    // Lingering: discard what the client still sends, close at its end.
+                    conn.rpos = conn.rbuf.len();
+                    if let Read::Eof | Read::Failed(_) = conn.read(usize::MAX) {
+                        return self.close(idx, false);
+                    }
+                    conn.rbuf = Vec::new();
+                    conn.rpos = 0;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.advance(idx);
+    }
+
+    fn read_limit(&self) -> usize {
+        self.rt().config.max_header_bytes + 64 * 1024
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_header_bytes: self.rt().config.max_header_bytes,
+            max_headers: self.rt().config.max_headers,
+        }
+    }
+
+    /// The connection's state machine: write, drive the session, parse, dispatch, repeat.
+    fn advance(&mut self, idx: usize) {
+        let limit = self.read_limit();
+        let limits = self.limits();
+        let rt = self.shared.rt.clone();
+        loop {
+            let stopping = self.stop_deadline.is_some();
+            let cfg_send_timeout = self.rt().config.send_timeout;
+            let Some(conn) = self.conn(idx) else {
+                return;
+            };
+            if !conn.direct.is_empty() {
+                match conn.direct.write_to(conn.stream.as_raw_fd()) {
+                    Ok(n) => {
+                        if n > 0 {
+                            conn.direct_progress = Instant::now();
+                        }
+                        if !conn.direct.is_empty() {
+                            let d = conn.direct_progress + cfg_send_timeout;
+                            conn.deadline = Some(d);
+                            return self.schedule(d);
+                        }
+                    }
+                    Err(_) => return self.close(idx, false),
+                }
+            }
+            match &mut conn.phase {
+                Phase::Closing { linger_until } => {
+                    if linger_until.is_some() {
+                        return;
+                    }
+                    // Half-close and keep reading for a while, so a client still sending
+                    // its request reads our error response instead of a reset.
+                    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                    let until = Instant::now() + LINGER;
+                    *linger_until = Some(until);
+                    conn.deadline = Some(until);
+                    conn.rpos = conn.rbuf.len();
+                    self.schedule(until);
+                    return self.on_event(idx, true);
+                }
+                Phase::Active(s) => {
+                    let s = s.clone();
+                    match s.drive() {
+                        Progress::Busy => {
+                            conn.deadline = s.send_deadline();
+                            if let Some(d) = conn.deadline {
+                                self.schedule(d);
+                            }
+                            return;
+                        }
+                        Progress::Ended { keep_alive, reset } => {
+                            rt.access_log(&s, &conn.peer);
+                            if reset || !keep_alive || stopping {
+                                return self.close(idx, reset);
+                            }
+                            conn.phase = Phase::Head {
+                                since: Instant::now(),
+                            };
+                            conn.release_idle_buffer();
+                        }
+                    }
+                }
+                Phase::Head { .. } | Phase::Body { .. } => {
+                    if self.parse(idx, &limits) {
+                        continue;
+                    }
+                    let Some(conn) = self.conn(idx) else {
+                        return;
+                    };
+                    match conn.read(limit) {
+                        Read::Ok(0) | Read::Full => return self.set_wait_deadline(idx),
+                        Read::Ok(_) => {}
+                        Read::Eof | Read::Failed(_) => {
+                            // Whatever arrived before the end may still be a whole request.
+                            if !self.parse(idx, &limits) {
+                                return self.close(idx, false);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_wait_deadline(&mut self, idx: usize) {
+        let cfg = &self.shared.rt.config;
+        let (header, body, keepalive) = (cfg.header_timeout, cfg.body_timeout, cfg.keepalive_timeout);
+        let Some(conn) = self.conn(idx) else {
+            return;
+        };
+        let idle = conn.rpos == conn.rbuf.len() && conn.requests > 0;
+        if idle {
+            conn.release_idle_buffer();
+        }
+        let d = match &conn.phase {
+            Phase::Head { since } => {
+                if idle {
+                    *since + keepalive
+                } else {
+                    *since + header
+                }
+            }
+            Phase::Body { last_read, .. } => *last_read + body,
+            _ => return,
+        };
+        conn.deadline = Some(d);
+        self.schedule(d);
+    }
+
+    /// Parses what is buffered. True when it made progress (dispatched, failed, or the phase
+    /// changed); false when more input is needed.
+    fn parse(&mut self, idx: usize, limits: &Limits) -> bool {
+        let max_body = self.rt().config.max_body_bytes;
+        let Some(conn) = self.conn(idx) else {
+            return false;
+        };
+        match &mut conn.phase {
+            Phase::Head { since } => {
+                if conn.rpos == conn.rbuf.len() {
+                    return false;
+                }
+                if conn.requests > 0 && conn.deadline.is_some_and(|d| d > *since) {
+                    // First bytes of a new request on a kept-alive connection.
+                    *since = Instant::now();
+                }
+                match parse_head(conn.unread(), limits) {
+                    Ok(None) => false,
+                    Err(e) => {
+                        self.refuse(idx, e);
+                        true
+                    }
+                    Ok(Some((request, n))) => {
+                        conn.rpos += n;
+                        let state = match request.body_framing() {
+                            BodyFraming::None => {
+                                self.dispatch(idx, request, Vec::new());
+                                return true;
+                            }
+                            BodyFraming::Length(len) if len > max_body => {
+                                self.refuse(idx, HttpError {
+                                    status: 413,
+                                    reason: "declared body larger than max_body_bytes",
+                                });
+                                return true;
+                            }
+                            BodyFraming::Length(len) => BodyState::Length(len),
+                            BodyFraming::Chunked => BodyState::Chunked(ChunkedDecoder::new(max_body)),
+                        };
+                        if request.expects_continue() && conn.rpos == conn.rbuf.len() {
+                            conn.direct.push_copy(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        }
+                        conn.phase = Phase::Body {
+                            request: Box::new(request),
+                            body: Vec::new(),
+                            state,
+                            last_read: Instant::now(),
+                        };
+                        true
+                    }
+                }
+            }
+            Phase::Body {
+                body,
+                state,
+                last_read,
+                ..
+            } => {
+                let input = &conn.rbuf[conn.rpos..];
+                if input.is_empty() && !matches!(state, BodyState::Length(0)) {
+                    return false;
+                }
+                *last_read = Instant::now();
+                let complete = match state {
+                    BodyState::Length(left) => {
+                        let take = (*left).min(input.len() as u64) as usize;
+                        body.extend_from_slice(&input[..take]);
+                        *left -= take as u64;
+                        conn.rpos += take;
+                        *left == 0
+                    }
+                    BodyState::Chunked(dec) => match dec.decode(input, body) {
+                        Ok((used, done)) => {
+                            conn.rpos += used;
+                            if used == 0 && !done {
+                                return false;
+                            }
+                            done
+                        }
+                        Err(e) => {
+                            self.refuse(idx, e);
+                            return true;
+                        }
+                    },
+                };
+                if !complete {
+                    return conn.rpos < conn.rbuf.len();
+                }
+                let phase = std::mem::replace(
+                    &mut conn.phase,
+                    Phase::Head {
+                        since: Instant::now(),
+                    },
+                );
+                if let Phase::Body { request, body, .. } = phase {
+                    self.dispatch(idx, *request, body);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Answers a request the library refuses: the status, `Connection: close`, then close.
+    fn refuse(&mut self, idx: usize, e: HttpError) {
+        self.rt().log_info(&format!("refused request: {} {}", e.status, e.reason));
+        self.write_simple(idx, e.status, None, false, false);
+        if let Some(conn) = self.conn(idx) {
+            conn.phase = Phase::Closing { linger_until: None };
+        }
+    }
+
+    /// A response the library writes itself (errors, 404, 405) into the direct queue.
+    fn write_simple(&mut self, idx: usize, status: u16, allow: Option<String>, keep_alive: bool, is_head: bool) {
+        let cfg = &self.shared.rt.config;
+        let cx = Context {
+            version: 11,
+            is_head,
+            keep_alive,
+            accepts: None,
+            http10_buffering: false,
+            compression: false,
+            compression_level: 1,
+            compression_min_length: 0,
+            compression_types: &[],
+            server_header: &cfg.server_header,
+        };
+        let mut r = Response::default();
+        r.replace_with_error(status);
+        if let Some(allow) = allow {
+            let _ = r.set_header(b"Allow", allow.as_bytes());
+        }
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let _ = r.flush(true, &cx, &mut conn.direct);
+        conn.direct_progress = Instant::now();
+    }
+
+    fn dispatch(&mut self, idx: usize, request: Request, body: Vec<u8>) {
+        let keepalive_requests = self.rt().config.keepalive_requests;
+        let rt = self.shared.rt.clone();
+        let lp = self.shared.clone();
+        let Some(conn) = self.conn(idx) else {
+            return;
+        };
+        conn.requests += 1;
+        conn.deadline = None;
+        let keep_alive = request.wants_keep_alive()
+            && conn.requests < keepalive_requests
+            && !(conn.read_closed && conn.rpos == conn.rbuf.len());
+        match rt.routes.find(request.method(), request.path()) {
+            Match::NotFound => {
+                let head = request.is_head();
+                self.write_simple(idx, 404, None, keep_alive, head);
+                if !keep_alive {
+                    if let Some(c) = self.conn(idx) {
+                        c.phase = Phase::Closing { linger_until: None };
+                    }
+                }
+            }
+            Match::WrongMethod(allow) => {
+                let head = request.is_head();
+                self.write_simple(idx, 405, Some(allow), keep_alive, head);
+                if !keep_alive {
+                    if let Some(c) = self.conn(idx) {
+                        c.phase = Phase::Closing { linger_until: None };
+                    }
+                }
+            }
+            Match::Found(route) => {
+                let fd = conn.stream.as_raw_fd();
+                let Some(session) = Session::create(
+                    &lp, conn.key, fd, request, body, conn.peer, keep_alive, true,
+                ) else {
+                    self.write_simple(idx, 503, None, false, false);
+                    return;
+                };
+                conn.phase = Phase::Active(session.clone());
+                if route.pool {
+                    if !rt.pool.submit(session.clone(), route.handler, route.userdata) {
+                        session.fail(ECANCELED);
+                        session.handler_returned(crate::ffi::HTTPSRV_PENDING);
+                    }
+                } else {
+                    run_handler(&session, route.handler, route.userdata);
+                }
+            }
+        }
+    }
+
+    fn run_commands(&mut self) {
+        let commands = std::mem::take(&mut self.shared.inbox.lock().commands);
+        for cmd in commands {
+            match cmd {
+                Command::Wake(key) => {
+                    if let Some(idx) = self.find(key) {
+                        self.guarded(idx, |lp| lp.advance(idx));
+                    }
+                }
+                Command::Post {
+                    conn,
+                    handle,
+                    task,
+                    userdata,
+                } => {
+                    // SAFETY: the module posted this task with this userdata.
+                    unsafe { task(handle as usize as *mut httpsrv_session, userdata as *mut c_void) };
+                    if let Some(s) = handles::get(handle) {
+                        s.post_done();
+                    }
+                    if let Some(idx) = self.find(conn) {
+                        self.guarded(idx, |lp| lp.advance(idx));
+                    }
+                }
+                Command::Stop { grace } => self.begin_stop(grace),
+            }
+        }
+    }
+
+    fn find(&self, key: ConnKey) -> Option<usize> {
+        let idx = key.index as usize;
+        match self.conns.get(idx) {
+            Some(Some(c)) if c.key == key => Some(idx),
+            _ => None,
+        }
+    }
+
+    fn begin_stop(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        self.stop_deadline = Some(deadline);
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        for idx in 0..self.conns.len() {
+            let idle = matches!(
+                self.conns[idx].as_ref().map(|c| &c.phase),
+                Some(Phase::Head { .. } | Phase::Body { .. } | Phase::Closing { .. })
+            );
+            if idle {
+                self.close(idx, false);
+            }
+        }
+        self.schedule(deadline);
+    }
+
+    /// Runs timeouts: header, body, keep-alive, send, lingering, and the stop deadline.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        self.next_sweep = None;
+        let stop_due = self.stop_deadline.is_some_and(|d| now >= d);
+        for idx in 0..self.conns.len() {
+            let Some(conn) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            if stop_due {
+                if let Phase::Active(s) = &conn.phase {
+                    s.fail(ECANCELED);
+                }
+                let s = match &conn.phase {
+                    Phase::Active(s) => Some(s.clone()),
+                    _ => None,
+                };
+                if let Some(s) = s {
+                    s.drive();
+                }
+                self.close(idx, false);
+                continue;
+            }
+            if conn.deadline.is_none_or(|d| now < d) {
+                if let Some(d) = conn.deadline {
+                    self.schedule(d);
+                }
+                continue;
+            }
+            conn.deadline = None;
+            match &conn.phase {
+                Phase::Head { .. } => {
+                    if conn.rpos < conn.rbuf.len() || conn.requests == 0 && !conn.rbuf.is_empty() {
+                        self.refuse(idx, HttpError {
+                            status: 408,
+                            reason: "request head timed out",
+                        });
+                        self.guarded(idx, |lp| lp.advance(idx));
+                    } else {
+                        self.close(idx, false);
+                    }
+                }
+                Phase::Body { .. } => {
+                    self.refuse(idx, HttpError {
+                        status: 408,
+                        reason: "request body timed out",
+                    });
+                    self.guarded(idx, |lp| lp.advance(idx));
+                }
+                Phase::Active(s) => {
+                    let s = s.clone();
+                    if s.send_stalled(now) {
+                        s.fail(ETIMEDOUT);
+                    }
+                    self.guarded(idx, |lp| lp.advance(idx));
+                }
+                Phase::Closing { .. } => self.close(idx, false),
+            }
+        }
+        if let Some(d) = self.stop_deadline {
+            self.schedule(d);
+        }
+    }
+
+    /// Leaves the loop: no command is accepted any more, and every session has ended.
+    fn exit(&mut self) {
+        let leftover = {
+            let mut inbox = self.shared.inbox.lock();
+            inbox.closed = true;
+            std::mem::take(&mut inbox.commands)
+        };
+        for idx in 0..self.conns.len() {
+            if let Some(Phase::Active(s)) = self.conns[idx].as_ref().map(|c| &c.phase) {
+                let s = s.clone();
+                s.fail(ECANCELED);
+                s.drive();
+            }
+            self.close(idx, false);
+        }
+        for cmd in leftover {
+            if let Command::Post {
+                handle,
+                task,
+                userdata,
+                ..
+            } = cmd
+            {
+                // SAFETY: as in run_commands; the session has ended, the handle is still held.
+                unsafe { task(handle as usize as *mut httpsrv_session, userdata as *mut c_void) };
+                if let Some(s) = handles::get(handle) {
+                    s.post_done();
+                }
+            }
+        }
+    }
+}

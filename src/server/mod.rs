@@ -1,0 +1,253 @@
+//! The server: options, listeners, routes and modules before start; loops and pool after.
+
+pub mod config;
+pub mod event_loop;
+pub mod handles;
+pub mod log;
+pub mod module;
+pub mod pool;
+pub mod routes;
+pub mod runtime;
+pub mod session;
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::errors::{self, EBUSY, EDEADLK, EINVAL, EIO};
+use crate::ffi::{httpsrv_log_fn, httpsrv_server};
+use config::Config;
+use event_loop::{Command, EventLoop, LoopShared};
+use log::Logger;
+use module::Module;
+use routes::{HandlerFn, Routes};
+use runtime::Runtime;
+
+thread_local! {
+    static LIBRARY_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as one of ours (loop or pool): `stop` from it would deadlock.
+pub fn mark_library_thread() {
+    LIBRARY_THREAD.with(|c| c.set(true));
+}
+
+fn is_library_thread() -> bool {
+    LIBRARY_THREAD.with(|c| c.get())
+}
+
+/// Loop ids are process-wide so a thread can tell whether it is a given session's loop.
+static NEXT_LOOP_ID: AtomicUsize = AtomicUsize::new(1);
+
+struct Running {
+    rt: Arc<Runtime>,
+    loops: Vec<(Arc<LoopShared>, JoinHandle<()>)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    config: Config,
+    listeners: Vec<std::net::TcpListener>,
+    routes: Routes,
+    logger: Logger,
+    modules: Vec<Module>,
+    started: bool,
+    running: Option<Running>,
+}
+
+#[derive(Default)]
+pub struct Server {
+    inner: Mutex<Inner>,
+}
+
+fn backlog(listener: &std::net::TcpListener) {
+    // std listens with a small backlog; a burst of connections should queue, not be dropped.
+    // SAFETY: a valid listening socket; calling listen again only resizes its queue.
+    unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+}
+
+impl Server {
+    fn log_error(&self, message: &str) {
+        let logger = self.inner.lock().logger;
+        logger.log(log::ERROR, message);
+    }
+
+    pub fn set(&self, key: &str, value: &str) -> Result<(), c_int> {
+        let mut inner = self.inner.lock();
+        if inner.started {
+            return Err(EBUSY);
+        }
+        let result = inner.config.set(key, value);
+        let logger = inner.logger;
+        drop(inner);
+        result.map_err(|why| {
+            logger.log(log::ERROR, &why);
+            EINVAL
+        })
+    }
+
+    pub fn listen(&self, addr: &str) -> Result<(), c_int> {
+        let parsed: SocketAddr = addr.parse().map_err(|_| {
+            self.log_error(&format!("listen: '{addr}' is not an IP:port address"));
+            EINVAL
+        })?;
+        if self.inner.lock().started {
+            return Err(EBUSY);
+        }
+        let listener = std::net::TcpListener::bind(parsed).map_err(|e| {
+            self.log_error(&format!("listen on {addr}: {e}"));
+            errors::from_io(&e)
+        })?;
+        backlog(&listener);
+        listener.set_nonblocking(true).map_err(|e| errors::from_io(&e))?;
+        self.inner.lock().listeners.push(listener);
+        Ok(())
+    }
+
+    pub fn port(&self, index: usize) -> Option<u16> {
+        let inner = self.inner.lock();
+        inner.listeners.get(index)?.local_addr().ok().map(|a| a.port())
+    }
+
+    pub fn route(
+        &self,
+        method: Option<&str>,
+        path: &str,
+        pool: bool,
+        handler: HandlerFn,
+        userdata: *mut c_void,
+    ) -> Result<(), c_int> {
+        let mut inner = self.inner.lock();
+        if inner.started {
+            return Err(EBUSY);
+        }
+        inner.routes.add(method, path, pool, handler, userdata)
+    }
+
+    pub fn set_logger(&self, f: httpsrv_log_fn, userdata: *mut c_void) {
+        self.inner.lock().logger = Logger::new(f, userdata);
+    }
+
+    pub fn load_module(
+        &self,
+        srv: *mut httpsrv_server,
+        path: &str,
+        args: *const c_char,
+    ) -> Result<(), c_int> {
+        let opened = module::open(path).map_err(|(code, why)| {
+            self.log_error(&why);
+            code
+        })?;
+        // No lock here: the module's init calls back into this server to add routes.
+        let module = opened.init(srv, args).inspect_err(|rc| {
+            self.log_error(&format!("module {path}: httpsrv_module_init returned {rc}"));
+        })?;
+        self.inner.lock().modules.push(module);
+        Ok(())
+    }
+
+    pub fn start(&self) -> Result<(), c_int> {
+        let mut inner = self.inner.lock();
+        if inner.started {
+            return Err(EBUSY);
+        }
+        if inner.listeners.is_empty() {
+            return Err(EINVAL);
+        }
+        let rt = Runtime::new(inner.config.clone(), inner.routes.clone(), inner.logger)
+            .map_err(|e| {
+                inner.logger.log(log::ERROR, &format!("access_log: {e}"));
+                errors::from_io(&e)
+            })?;
+        let rt = Arc::new(rt);
+        let pool_threads = if rt.routes.has_pool_routes() {
+            rt.config.pool_threads
+        } else {
+            0
+        };
+        let mut running = Running {
+            rt: rt.clone(),
+            loops: Vec::new(),
+        };
+        let fail = |running: Running, e: std::io::Error| {
+            Self::shutdown(running, Duration::ZERO);
+            errors::from_io(&e)
+        };
+        if let Err(e) = rt.pool.start(pool_threads) {
+            return Err(fail(running, e));
+        }
+        for i in 0..rt.config.threads {
+            let mut listeners = Vec::new();
+            for l in &inner.listeners {
+                match l.try_clone() {
+                    Ok(l) => listeners.push(l),
+                    Err(e) => return Err(fail(running, e)),
+                }
+            }
+            let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
+            let lp = match EventLoop::new(id, rt.clone(), listeners) {
+                Ok(lp) => lp,
+                Err(e) => return Err(fail(running, e)),
+            };
+            let shared = lp.shared();
+            match std::thread::Builder::new()
+                .name(format!("httpsrv-loop-{i}"))
+                .spawn(move || lp.run())
+            {
+                Ok(t) => running.loops.push((shared, t)),
+                Err(e) => return Err(fail(running, e)),
+            }
+        }
+        inner.started = true;
+        inner.running = Some(running);
+        Ok(())
+    }
+
+    fn shutdown(running: Running, grace: Duration) {
+        running.rt.set_stopping();
+        for (lp, _) in &running.loops {
+            lp.send(Command::Stop { grace });
+        }
+        for (_, t) in running.loops {
+            let _ = t.join();
+        }
+        // Pool handlers may still be running (a sleeping handler); their sessions have ended.
+        running.rt.pool.shutdown();
+    }
+
+    pub fn stop(&self, grace_ms: u32) -> Result<(), c_int> {
+        if is_library_thread() {
+            return Err(EDEADLK);
+        }
+        let running = self.inner.lock().running.take();
+        if let Some(running) = running {
+            Self::shutdown(running, Duration::from_millis(u64::from(grace_ms)));
+        }
+        Ok(())
+    }
+
+    /// Stops, then finalises and unloads every module (last loaded first).
+    pub fn free(self: Box<Self>, srv: *mut httpsrv_server) {
+        if self.stop(0).is_err() {
+            self.log_error("httpsrv_server_free called from a library thread: leaking the server");
+            std::mem::forget(self);
+            return;
+        }
+        let modules = std::mem::take(&mut self.inner.lock().modules);
+        for m in modules.into_iter().rev() {
+            m.close(Some(srv));
+        }
+    }
+
+    pub fn open_connections(&self) -> Result<usize, c_int> {
+        let inner = self.inner.lock();
+        inner.running.as_ref().map(|r| r.rt.open_connections()).ok_or(EIO)
+    }
+}

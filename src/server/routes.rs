@@ -1,0 +1,170 @@
+//! The route table: exact paths and `/prefix/*` patterns, a method or any.
+
+use std::ffi::{c_int, c_void};
+
+use crate::errors::{EEXIST, EINVAL};
+use crate::ffi::httpsrv_session;
+
+pub type HandlerFn = unsafe extern "C" fn(*mut httpsrv_session, *mut c_void) -> c_int;
+
+#[derive(Clone)]
+pub struct Route {
+    method: Option<String>,
+    /// The path, or for a prefix route the part before `*` (ending in `/`).
+    pattern: String,
+    prefix: bool,
+    pub pool: bool,
+    pub handler: HandlerFn,
+    pub userdata: *mut c_void,
+}
+
+// The userdata belongs to the module, which promised handlers may run on any library thread.
+unsafe impl Send for Route {}
+unsafe impl Sync for Route {}
+
+#[derive(Default, Clone)]
+pub struct Routes {
+    routes: Vec<Route>,
+}
+
+pub enum Match<'a> {
+    Found(&'a Route),
+    /// The path has routes, none for this method: the value of `Allow`.
+    WrongMethod(String),
+    NotFound,
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+impl Routes {
+    pub fn add(
+        &mut self,
+        method: Option<&str>,
+        path: &str,
+        pool: bool,
+        handler: HandlerFn,
+        userdata: *mut c_void,
+    ) -> Result<(), c_int> {
+        if method.is_some_and(|m| !is_token(m)) || !path.starts_with('/') {
+            return Err(EINVAL);
+        }
+        let (pattern, prefix) = match path.strip_suffix('*') {
+            Some(p) if p.ends_with('/') => (p.to_string(), true),
+            Some(_) => return Err(EINVAL),
+            None => (path.to_string(), false),
+        };
+        if pattern.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'?' || b == b'*') {
+            return Err(EINVAL);
+        }
+        let method = method.map(str::to_string);
+        if self
+            .routes
+            .iter()
+            .any(|r| r.pattern == pattern && r.prefix == prefix && r.method == method)
+        {
+            return Err(EEXIST);
+        }
+        self.routes.push(Route {
+            method,
+            pattern,
+            prefix,
+            pool,
+            handler,
+            userdata,
+        });
+        Ok(())
+    }
+
+    pub fn has_pool_routes(&self) -> bool {
+        self.routes.iter().any(|r| r.pool)
+    }
+
+    /// How well a route's pattern covers `path`: exact beats any prefix, longer prefixes win.
+    fn score(route: &Route, path: &str) -> Option<usize> {
+        if route.prefix {
+            path.starts_with(&route.pattern).then_some(route.pattern.len())
+        } else {
+            (route.pattern == path).then_some(usize::MAX)
+        }
+    }
+
+    pub fn find(&self, method: &str, path: &str) -> Match<'_> {
+        let Some(best) = self.routes.iter().filter_map(|r| Self::score(r, path)).max() else {
+            return Match::NotFound;
+        };
+        let candidates = || {
+            self.routes
+                .iter()
+                .filter(move |r| Self::score(r, path) == Some(best))
+        };
+        let matches = |r: &Route, m: &str| r.method.as_deref().is_none_or(|rm| rm == m);
+        if let Some(r) = candidates()
+            .find(|r| r.method.as_deref() == Some(method))
+            .or_else(|| candidates().find(|r| r.method.is_none()))
+        {
+            return Match::Found(r);
+        }
+        // A GET route also answers HEAD; the library drops the body.
+        if method == "HEAD" {
+            if let Some(r) = candidates().find(|r| matches(r, "GET")) {
+                return Match::Found(r);
+            }
+        }
+        let mut allow: Vec<&str> = candidates().filter_map(|r| r.method.as_deref()).collect();
+        if allow.contains(&"GET") && !allow.contains(&"HEAD") {
+            allow.push("HEAD");
+        }
+        allow.sort_unstable();
+        allow.dedup();
+        Match::WrongMethod(allow.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn h(_: *mut httpsrv_session, _: *mut c_void) -> c_int {
+        0
+    }
+
+    fn routes() -> Routes {
+        let mut r = Routes::default();
+        let ud = std::ptr::null_mut();
+        r.add(Some("GET"), "/a", false, h, ud).unwrap();
+        r.add(Some("POST"), "/a", true, h, ud).unwrap();
+        r.add(None, "/files/*", false, h, ud).unwrap();
+        r.add(Some("GET"), "/files/deep/*", false, h, ud).unwrap();
+        r
+    }
+
+    #[test]
+    fn matching() {
+        let r = routes();
+        assert!(matches!(r.find("GET", "/a"), Match::Found(x) if !x.pool));
+        assert!(matches!(r.find("POST", "/a"), Match::Found(x) if x.pool));
+        assert!(matches!(r.find("HEAD", "/a"), Match::Found(x) if !x.pool));
+        assert!(matches!(r.find("PUT", "/a"), Match::WrongMethod(a) if a == "GET, HEAD, POST"));
+        assert!(matches!(r.find("DELETE", "/files/x"), Match::Found(_)));
+        assert!(matches!(r.find("GET", "/files/deep/x"), Match::Found(x) if x.pattern == "/files/deep/"));
+        assert!(matches!(r.find("PUT", "/files/deep/x"), Match::WrongMethod(a) if a == "GET, HEAD"));
+        assert!(matches!(r.find("GET", "/b"), Match::NotFound));
+        assert!(matches!(r.find("GET", "/files"), Match::NotFound));
+    }
+
+    #[test]
+    fn rejects() {
+        let mut r = routes();
+        let ud = std::ptr::null_mut();
+        assert_eq!(r.add(Some("GET"), "/a", false, h, ud), Err(EEXIST));
+        assert_eq!(r.add(Some("GET"), "a", false, h, ud), Err(EINVAL));
+        assert_eq!(r.add(Some("G T"), "/x", false, h, ud), Err(EINVAL));
+        assert_eq!(r.add(Some("GET"), "/x*", false, h, ud), Err(EINVAL));
+        assert!(r.add(None, "/*", false, h, ud).is_ok());
+    }
+}

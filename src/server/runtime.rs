@@ -1,0 +1,128 @@
+//! What a running server shares between its loops, its pool and its sessions.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use super::config::Config;
+use super::log::{self, Logger};
+use super::pool::Pool;
+use super::routes::Routes;
+use super::session::Session;
+
+pub struct Runtime {
+    pub config: Config,
+    pub routes: Routes,
+    pub logger: Logger,
+    pub pool: Pool,
+    stopping: AtomicBool,
+    connections: AtomicUsize,
+    access_log: Option<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl Runtime {
+    pub fn new(config: Config, routes: Routes, logger: Logger) -> std::io::Result<Runtime> {
+        let access_log: Option<Mutex<Box<dyn Write + Send>>> = match config.access_log.as_deref() {
+            None => None,
+            Some("-") => Some(Mutex::new(Box::new(std::io::stderr()))),
+            Some(path) => Some(Mutex::new(Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ))),
+        };
+        Ok(Runtime {
+            config,
+            routes,
+            logger,
+            pool: Pool::default(),
+            stopping: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            access_log,
+        })
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts a new connection, or refuses it past `max_connections`.
+    pub fn admit_connection(&self) -> bool {
+        let max = self.config.max_connections;
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
+    pub fn release_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    pub fn log_error(&self, message: &str) {
+        self.logger.log(log::ERROR, message);
+    }
+
+    pub fn log_info(&self, message: &str) {
+        self.logger.log(log::INFO, message);
+    }
+
+    /// One Combined Log Format line for a finished session, when `access_log` is set.
+    pub fn access_log(&self, session: &Session, peer: &SocketAddr) {
+        let Some(sink) = &self.access_log else {
+            return;
+        };
+        let (status, sent) = session.log_facts();
+        let r = &session.request;
+        let field = |name: &[u8]| {
+            r.header(name)
+                .map(|v| String::from_utf8_lossy(v).replace('"', "\\\""))
+                .unwrap_or_else(|| "-".to_string())
+        };
+        let line = format!(
+            "{} - - [{}] \"{} {} HTTP/{}.{}\" {} {} \"{}\" \"{}\"\n",
+            peer.ip(),
+            common_log_date(),
+            r.method(),
+            r.target(),
+            r.version() / 10,
+            r.version() % 10,
+            status,
+            sent,
+            field(b"referer"),
+            field(b"user-agent"),
+        );
+        let _ = sink.lock().write_all(line.as_bytes());
+    }
+}
+
+/// Now as the Common Log Format wants it: `10/Oct/2000:13:55:36 +0000` (always UTC).
+fn common_log_date() -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = crate::http::date::civil_from_days((secs / 86_400) as i64);
+    let t = secs % 86_400;
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        d,
+        MONTHS[(m as usize).clamp(1, 12) - 1],
+        y,
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}

@@ -1,0 +1,486 @@
+//! A session: one request and its response, shared between the loop that owns the connection
+//! and whichever thread the handler runs on.
+//!
+//! Only the loop thread writes to the socket. Another thread's flush queues its bytes, wakes
+//! the loop and waits on the session's condition variable for the loop to report progress.
+
+use std::collections::VecDeque;
+use std::ffi::{c_int, c_void};
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use super::event_loop::{Command, ConnKey, LoopShared};
+use super::handles::{self, Handle};
+use crate::errors::{EAGAIN, EALREADY, ECANCELED, ECONNRESET, EINVAL, EPIPE, ETIMEDOUT};
+use crate::ffi::{
+    httpsrv_close_fn, httpsrv_done_fn, httpsrv_session, httpsrv_task_fn, HTTPSRV_DONE,
+    HTTPSRV_PENDING,
+};
+use crate::http::outqueue::OutQueue;
+use crate::http::request::Request;
+use crate::http::response::{accepted_coding, Context, Response};
+
+pub struct AsyncFlush {
+    start: u64,
+    target: u64,
+    done: httpsrv_done_fn,
+    userdata: *mut c_void,
+}
+
+/// Everything about a session that changes; guarded by the session's mutex.
+pub struct State {
+    pub response: Response,
+    pub out: OutQueue,
+    /// Framed bytes ever queued, and of those handed to the kernel.
+    pub queued_total: u64,
+    pub bytes_sent: u64,
+    pub last_progress: Instant,
+    /// Why the session ended (0: complete); None while it lives.
+    pub ended: Option<c_int>,
+    pub handler_running: bool,
+    /// Tasks posted and not yet run; the handle stays valid for them.
+    pub pending_posts: usize,
+    close_fn: httpsrv_close_fn,
+    close_userdata: *mut c_void,
+    /// The close callback has run (or there was none) and the loop has let go.
+    pub close_done: bool,
+    user_data: *mut c_void,
+    async_flushes: VecDeque<AsyncFlush>,
+    blocking_waiters: usize,
+    /// A wake command for this session is already in the loop's inbox.
+    wake_queued: bool,
+    /// The connection must be reset, not closed gracefully (abort).
+    pub must_reset: bool,
+    /// The handler failed after the head went out: drain what was flushed, then close.
+    truncated: bool,
+}
+
+// The raw pointers are the module's opaque userdata, handed back to it unchanged.
+unsafe impl Send for State {}
+
+pub struct Session {
+    pub handle: Handle,
+    pub lp: Arc<LoopShared>,
+    pub conn: ConnKey,
+    fd: RawFd,
+    pub request: Request,
+    pub body: Vec<u8>,
+    pub peer: SocketAddr,
+    /// The client may keep the connection after this response (decided at dispatch).
+    keep_alive: bool,
+    pub state: Mutex<State>,
+    cond: Condvar,
+}
+
+/// What the loop should do with the connection after driving its session.
+pub enum Progress {
+    /// Still running: waiting for the handler, a flush, or the socket.
+    Busy,
+    /// Ended and released by the loop: keep the connection for the next request, or close it.
+    Ended { keep_alive: bool, reset: bool },
+}
+
+fn reason_code(reason: c_int) -> c_int {
+    if reason == 0 {
+        EALREADY
+    } else {
+        reason
+    }
+}
+
+fn socket_errno(e: &std::io::Error) -> c_int {
+    match e.raw_os_error() {
+        Some(EPIPE) => EPIPE,
+        _ => ECONNRESET,
+    }
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        lp: &Arc<LoopShared>,
+        conn: ConnKey,
+        fd: RawFd,
+        request: Request,
+        body: Vec<u8>,
+        peer: SocketAddr,
+        keep_alive: bool,
+        handler_running: bool,
+    ) -> Option<Arc<Session>> {
+        let mut made = None;
+        handles::insert(lp.id, |handle| {
+            let s = Arc::new(Session {
+                handle,
+                lp: lp.clone(),
+                conn,
+                fd,
+                request,
+                body,
+                peer,
+                keep_alive,
+                state: Mutex::new(State {
+                    response: Response::default(),
+                    out: OutQueue::default(),
+                    queued_total: 0,
+                    bytes_sent: 0,
+                    last_progress: Instant::now(),
+                    ended: None,
+                    handler_running,
+                    pending_posts: 0,
+                    close_fn: None,
+                    close_userdata: std::ptr::null_mut(),
+                    close_done: false,
+                    user_data: std::ptr::null_mut(),
+                    async_flushes: VecDeque::new(),
+                    blocking_waiters: 0,
+                    wake_queued: false,
+                    must_reset: false,
+                    truncated: false,
+                }),
+                cond: Condvar::new(),
+            });
+            made = Some(s.clone());
+            s
+        })?;
+        made
+    }
+
+    pub fn c_handle(&self) -> *mut httpsrv_session {
+        self.handle as usize as *mut httpsrv_session
+    }
+
+    pub fn on_loop_thread(&self) -> bool {
+        self.lp.is_current()
+    }
+
+    /// Asks the loop to drive this session (write queued output, run callbacks, notice the end).
+    fn wake_loop(&self, st: &mut State) {
+        if !st.wake_queued && self.lp.send(Command::Wake(self.conn)) {
+            st.wake_queued = true;
+        }
+    }
+
+    /// Ends the session with `reason`, waking everyone who waits on it.
+    fn end(&self, st: &mut State, reason: c_int) {
+        if st.ended.is_none() {
+            st.ended = Some(reason);
+            if reason != 0 {
+                st.out.clear();
+            }
+            if st.blocking_waiters > 0 {
+                self.cond.notify_all();
+            }
+        }
+    }
+
+    fn context(&self) -> Context<'_> {
+        let cfg = &self.lp.rt.config;
+        Context {
+            version: self.request.version(),
+            is_head: self.request.is_head(),
+            keep_alive: self.keep_alive && !self.lp.rt.is_stopping(),
+            accepts: accepted_coding(self.request.header(b"accept-encoding")),
+            http10_buffering: cfg.http10_buffering,
+            compression: cfg.compression,
+            compression_level: cfg.compression_level,
+            compression_min_length: cfg.compression_min_length,
+            compression_types: &cfg.compression_types,
+            server_header: &cfg.server_header,
+        }
+    }
+
+    /// Runs the response filters for a flush; returns the queue position this flush must reach.
+    fn queue_flush(&self, st: &mut State, last: bool) -> Result<u64, c_int> {
+        let before = st.out.len();
+        st.response.flush(last, &self.context(), &mut st.out)?;
+        if before == 0 && !st.out.is_empty() {
+            // A send timeout counts from when there is something to send.
+            st.last_progress = Instant::now();
+        }
+        st.queued_total += (st.out.len() - before) as u64;
+        Ok(st.queued_total)
+    }
+
+    /// Loop thread only: hands queued bytes to the kernel.
+    fn write_now(&self, st: &mut State) {
+        if st.ended.is_some() || st.out.is_empty() {
+            return;
+        }
+        match st.out.write_to(self.fd) {
+            Ok(0) => {}
+            Ok(n) => {
+                st.bytes_sent += n as u64;
+                st.last_progress = Instant::now();
+                if st.blocking_waiters > 0 {
+                    self.cond.notify_all();
+                }
+            }
+            Err(e) => self.end(st, socket_errno(&e)),
+        }
+        if st.ended.is_none() && st.out.is_empty() && st.response.finished() {
+            let reason = if st.truncated { ECANCELED } else { 0 };
+            self.end(st, reason);
+        }
+    }
+
+    pub fn check_live(&self) -> Result<MutexGuard<'_, State>, c_int> {
+        let st = self.state.lock();
+        match st.ended {
+            Some(r) => Err(reason_code(r)),
+            None => Ok(st),
+        }
+    }
+
+    pub fn append(&self, data: &[u8]) -> Result<(), c_int> {
+        let mut st = self.check_live()?;
+        let queued = st.out.len();
+        st.response
+            .append(data, queued, self.lp.rt.config.max_pending_bytes)
+    }
+
+    /// `httpsrv_response_flush`: non-blocking on the loop thread, blocking elsewhere.
+    pub fn flush(&self, last: bool) -> Result<(), c_int> {
+        let mut st = self.check_live()?;
+        let target = self.queue_flush(&mut st, last)?;
+        if self.on_loop_thread() {
+            self.write_now(&mut st);
+            if let Some(r) = st.ended.filter(|&r| r != 0) {
+                return Err(r);
+            }
+            return if st.out.is_empty() { Ok(()) } else { Err(EAGAIN) };
+        }
+        if st.bytes_sent >= target {
+            return Ok(());
+        }
+        self.wake_loop(&mut st);
+        let timeout = self.lp.rt.config.send_timeout;
+        st.blocking_waiters += 1;
+        let result = loop {
+            if st.bytes_sent >= target {
+                break Ok(());
+            }
+            if let Some(r) = st.ended {
+                break if r == 0 { Ok(()) } else { Err(r) };
+            }
+            let deadline = st.last_progress + timeout;
+            if Instant::now() >= deadline {
+                self.end(&mut st, ETIMEDOUT);
+                self.wake_loop(&mut st);
+                break Err(ETIMEDOUT);
+            }
+            self.cond.wait_until(&mut st, deadline);
+        };
+        st.blocking_waiters -= 1;
+        result
+    }
+
+    /// `httpsrv_response_flush_async`: queues, and `done` runs on the loop when written.
+    pub fn flush_async(
+        &self,
+        last: bool,
+        done: httpsrv_done_fn,
+        userdata: *mut c_void,
+    ) -> Result<(), c_int> {
+        let mut st = self.check_live()?;
+        let start = st.queued_total;
+        let target = self.queue_flush(&mut st, last)?;
+        st.async_flushes.push_back(AsyncFlush {
+            start,
+            target,
+            done,
+            userdata,
+        });
+        // Even on the loop thread `done` never runs inside this call: the loop runs it next.
+        self.wake_loop(&mut st);
+        Ok(())
+    }
+
+    pub fn abort(&self) -> Result<(), c_int> {
+        let mut st = self.check_live()?;
+        st.must_reset = true;
+        self.end(&mut st, ECANCELED);
+        self.wake_loop(&mut st);
+        Ok(())
+    }
+
+    pub fn post(&self, task: httpsrv_task_fn, userdata: *mut c_void) -> Result<(), c_int> {
+        let Some(task) = task else {
+            return Err(EINVAL);
+        };
+        let mut st = self.check_live()?;
+        if !self.lp.send(Command::Post {
+            conn: self.conn,
+            handle: self.handle,
+            task,
+            userdata: userdata as usize,
+        }) {
+            return Err(ECANCELED);
+        }
+        st.pending_posts += 1;
+        Ok(())
+    }
+
+    pub fn set_on_close(&self, f: httpsrv_close_fn, userdata: *mut c_void) -> Result<(), c_int> {
+        let mut st = self.check_live()?;
+        st.close_fn = f;
+        st.close_userdata = userdata;
+        Ok(())
+    }
+
+    pub fn set_data(&self, data: *mut c_void) -> Result<(), c_int> {
+        self.check_live()?.user_data = data;
+        Ok(())
+    }
+
+    /// Status and bytes sent, for the access log.
+    pub fn log_facts(&self) -> (u16, u64) {
+        let st = self.state.lock();
+        (st.response.status(), st.bytes_sent)
+    }
+
+    pub fn data(&self) -> *mut c_void {
+        self.state.lock().user_data
+    }
+
+    /// After the handler returned `rc`: complete, fail or keep the session as the contract says.
+    pub fn handler_returned(&self, rc: c_int) {
+        let mut st = self.state.lock();
+        if st.ended.is_none() && !st.response.finished() {
+            match rc {
+                HTTPSRV_DONE => {
+                    let _ = self.queue_flush(&mut st, true);
+                }
+                HTTPSRV_PENDING => {}
+                _ => {
+                    self.lp.rt.logger.log(
+                        crate::server::log::ERROR,
+                        &format!(
+                            "handler for {} {} returned {rc}",
+                            self.request.method(),
+                            self.request.target()
+                        ),
+                    );
+                    if st.response.head_sent() {
+                        st.response.truncate();
+                        st.truncated = true;
+                    } else {
+                        st.response.replace_with_error(500);
+                        let _ = self.queue_flush(&mut st, true);
+                    }
+                }
+            }
+        }
+        st.handler_running = false;
+        if self.on_loop_thread() {
+            // The loop drives the session as soon as the handler returns.
+            self.release_if_done(st);
+        } else {
+            self.wake_loop(&mut st);
+            self.release_if_done(st);
+        }
+    }
+
+    /// A posted task has run.
+    pub fn post_done(&self) {
+        let mut st = self.state.lock();
+        st.pending_posts -= 1;
+        self.release_if_done(st);
+    }
+
+    /// Makes the handle stale once nothing holds the session any more.
+    fn release_if_done(&self, st: MutexGuard<'_, State>) {
+        let done = st.close_done && !st.handler_running && st.pending_posts == 0;
+        drop(st);
+        if done {
+            handles::remove(self.handle);
+        }
+    }
+
+    /// Loop thread: ends the session from the connection side (client gone, timeout, stop).
+    pub fn fail(&self, reason: c_int) {
+        let mut st = self.state.lock();
+        self.end(&mut st, reason);
+    }
+
+    /// Loop thread: whether the send timeout passed with output still queued.
+    pub fn send_stalled(&self, now: Instant) -> bool {
+        let st = self.state.lock();
+        st.ended.is_none()
+            && !st.out.is_empty()
+            && now >= st.last_progress + self.lp.rt.config.send_timeout
+    }
+
+    /// When the send timeout would pass, if output is waiting.
+    pub fn send_deadline(&self) -> Option<Instant> {
+        let st = self.state.lock();
+        (st.ended.is_none() && !st.out.is_empty())
+            .then(|| st.last_progress + self.lp.rt.config.send_timeout)
+    }
+
+    /// Loop thread: writes what is queued, runs finished async flushes' callbacks, and once the
+    /// session has ended runs its close callback and lets go of it.
+    pub fn drive(&self) -> Progress {
+        let handle = self.c_handle();
+        loop {
+            let mut st = self.state.lock();
+            st.wake_queued = false;
+            self.write_now(&mut st);
+            let mut ready = Vec::new();
+            while let Some(f) = st.async_flushes.front() {
+                if f.target > st.bytes_sent && st.ended.is_none() {
+                    break;
+                }
+                if let Some(f) = st.async_flushes.pop_front() {
+                    let reached = st.bytes_sent >= f.target;
+                    let err = match st.ended {
+                        _ if reached => 0,
+                        Some(r) if r != 0 => r,
+                        _ => ECANCELED,
+                    };
+                    let written = st.bytes_sent.min(f.target).saturating_sub(f.start);
+                    ready.push((f.done, err, written, f.userdata));
+                }
+            }
+            if !ready.is_empty() {
+                drop(st);
+                for (done, err, written, ud) in ready {
+                    if let Some(done) = done {
+                        // SAFETY: the module registered this callback with this userdata.
+                        unsafe { done(handle, err, written, ud) };
+                    }
+                }
+                // The callbacks may have appended and flushed again.
+                continue;
+            }
+            let Some(reason) = st.ended else {
+                return Progress::Busy;
+            };
+            if !st.close_done {
+                let f = st.close_fn.take();
+                let ud = st.close_userdata;
+                drop(st);
+                if let Some(f) = f {
+                    // SAFETY: as above; the handle stays valid during the call.
+                    unsafe { f(handle, reason, ud) };
+                }
+                st = self.state.lock();
+                st.close_done = true;
+            }
+            let keep_alive = reason == 0 && st.response.keep_alive();
+            let reset = st.must_reset;
+            self.release_if_done(st);
+            return Progress::Ended { keep_alive, reset };
+        }
+    }
+}
+
+/// Runs a handler on the current thread with no lock held, then applies its result.
+pub fn run_handler(session: &Arc<Session>, handler: super::routes::HandlerFn, ud: *mut c_void) {
+    // SAFETY: the module registered this handler with this userdata.
+    let rc = unsafe { handler(session.c_handle(), ud) };
+    session.handler_returned(rc);
+}
