@@ -51,7 +51,12 @@ pub type httpsrv_handler_fn =
     Option<unsafe extern "C" fn(sess: *mut httpsrv_session, userdata: *mut c_void) -> c_int>;
 /// Completion of `httpsrv_response_flush_async`; runs on the session's loop thread.
 pub type httpsrv_done_fn = Option<
-    unsafe extern "C" fn(sess: *mut httpsrv_session, err: c_int, bytes_sent: u64, userdata: *mut c_void),
+    unsafe extern "C" fn(
+        sess: *mut httpsrv_session,
+        err: c_int,
+        bytes_sent: u64,
+        userdata: *mut c_void,
+    ),
 >;
 /// Runs once when the session ends, on its loop thread, with the reason (0 when complete).
 pub type httpsrv_close_fn =
@@ -131,7 +136,5 @@ pub(crate) fn session_of(
 pub(crate) unsafe fn server_of<'a>(
     srv: *const httpsrv_server,
 ) -> Result<&'a crate::server::Server, c_int> {
-    (srv as *const crate::server::Server)
-        .as_ref()
-        .ok_or(EINVAL)
+    (srv as *const crate::server::Server).as_ref().ok_or(EINVAL)
 }

@@ -70,12 +70,14 @@ pub unsafe extern "C" fn httpsrv_request_header(
 /// The number of request fields; `(size_t)-1` for a NULL or stale handle.
 #[no_mangle]
 pub extern "C" fn httpsrv_request_header_count(sess: *mut httpsrv_session) -> usize {
-    boundary_value("httpsrv_request_header_count", usize::MAX, || {
-        match session_of(sess) {
+    boundary_value(
+        "httpsrv_request_header_count",
+        usize::MAX,
+        || match session_of(sess) {
             Ok(s) => s.request.header_count(),
             Err(_) => usize::MAX,
-        }
-    })
+        },
+    )
 }
 
 /// Field number `index` (in the order received): writes its name and value.

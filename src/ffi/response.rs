@@ -164,9 +164,11 @@ pub extern "C" fn httpsrv_response_clear(sess: *mut httpsrv_session) -> c_int {
 /// 1 once the status line and fields were flushed, else 0; -1 for a NULL or stale handle.
 #[no_mangle]
 pub extern "C" fn httpsrv_response_headers_sent(sess: *mut httpsrv_session) -> c_int {
-    boundary_value("httpsrv_response_headers_sent", -1, || match session_of(sess) {
-        Ok(s) => c_int::from(s.state.lock().response.head_sent()),
-        Err(_) => -1,
+    boundary_value("httpsrv_response_headers_sent", -1, || {
+        match session_of(sess) {
+            Ok(s) => c_int::from(s.state.lock().response.head_sent()),
+            Err(_) => -1,
+        }
     })
 }
 
@@ -188,25 +190,29 @@ pub extern "C" fn httpsrv_response_compression(sess: *mut httpsrv_session, mode:
 /// `(uint64_t)-1` for a NULL or stale handle.
 #[no_mangle]
 pub extern "C" fn httpsrv_response_bytes_sent(sess: *mut httpsrv_session) -> u64 {
-    boundary_value("httpsrv_response_bytes_sent", u64::MAX, || {
-        match session_of(sess) {
+    boundary_value(
+        "httpsrv_response_bytes_sent",
+        u64::MAX,
+        || match session_of(sess) {
             Ok(s) => s.state.lock().bytes_sent,
             Err(_) => u64::MAX,
-        }
-    })
+        },
+    )
 }
 
 /// Bytes accepted (appended or flushed) but not yet handed to the kernel;
 /// `(size_t)-1` for a NULL or stale handle.
 #[no_mangle]
 pub extern "C" fn httpsrv_response_pending(sess: *mut httpsrv_session) -> usize {
-    boundary_value("httpsrv_response_pending", usize::MAX, || {
-        match session_of(sess) {
+    boundary_value(
+        "httpsrv_response_pending",
+        usize::MAX,
+        || match session_of(sess) {
             Ok(s) => {
                 let st = s.state.lock();
                 st.response.pending_len() + st.out.len()
             }
             Err(_) => usize::MAX,
-        }
-    })
+        },
+    )
 }

@@ -3,8 +3,8 @@
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
 use super::{
-    boundary, boundary_value, c_str, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_server,
-    server_of, HTTPSRV_ROUTE_POOL,
+    boundary, boundary_value, c_str, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_server, server_of,
+    HTTPSRV_ROUTE_POOL,
 };
 use crate::errors::EINVAL;
 use crate::server::Server;
@@ -46,7 +46,9 @@ pub unsafe extern "C" fn httpsrv_server_listen(
     srv: *mut httpsrv_server,
     addr: *const c_char,
 ) -> c_int {
-    boundary("httpsrv_server_listen", || server_of(srv)?.listen(c_str(addr)?))
+    boundary("httpsrv_server_listen", || {
+        server_of(srv)?.listen(c_str(addr)?)
+    })
 }
 
 /// The bound port of listener `index` (in the order of `httpsrv_server_listen` calls), or -1

@@ -2,7 +2,9 @@
 
 use std::ffi::{c_int, c_void};
 
-use super::{boundary, boundary_value, httpsrv_close_fn, httpsrv_session, httpsrv_task_fn, session_of};
+use super::{
+    boundary, boundary_value, httpsrv_close_fn, httpsrv_session, httpsrv_task_fn, session_of,
+};
 
 /// Registers `fn`, which runs exactly once when the session ends, on its loop thread, with the
 /// reason: 0 response complete, `EPIPE`/`ECONNRESET` client gone (noticed also while the
@@ -24,18 +26,22 @@ pub extern "C" fn httpsrv_session_on_close(
 /// Errors: `ESTALE`, or the reason if the session already ended.
 #[no_mangle]
 pub extern "C" fn httpsrv_session_set_data(sess: *mut httpsrv_session, data: *mut c_void) -> c_int {
-    boundary("httpsrv_session_set_data", || session_of(sess)?.set_data(data))
+    boundary("httpsrv_session_set_data", || {
+        session_of(sess)?.set_data(data)
+    })
 }
 
 /// The pointer stored with `httpsrv_session_set_data`; NULL when unset, NULL or stale.
 #[no_mangle]
 pub extern "C" fn httpsrv_session_data(sess: *mut httpsrv_session) -> *mut c_void {
-    boundary_value("httpsrv_session_data", std::ptr::null_mut(), || {
-        match session_of(sess) {
+    boundary_value(
+        "httpsrv_session_data",
+        std::ptr::null_mut(),
+        || match session_of(sess) {
             Ok(s) => s.data(),
             Err(_) => std::ptr::null_mut(),
-        }
-    })
+        },
+    )
 }
 
 /// Runs `fn(sess, userdata)` soon on the session's loop thread (never inside this call), where
@@ -48,7 +54,9 @@ pub extern "C" fn httpsrv_session_post(
     r#fn: httpsrv_task_fn,
     userdata: *mut c_void,
 ) -> c_int {
-    boundary("httpsrv_session_post", || session_of(sess)?.post(r#fn, userdata))
+    boundary("httpsrv_session_post", || {
+        session_of(sess)?.post(r#fn, userdata)
+    })
 }
 
 /// Ends the session now with reason `ECANCELED` and resets the connection (the client sees a

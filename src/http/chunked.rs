@@ -219,3 +219,518 @@ impl ChunkedDecoder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What feeding a whole stream gives: complete (consumed, body), incomplete, or an error status.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Outcome {
+        Done(usize, Vec<u8>),
+        Incomplete,
+        Error(u16),
+    }
+
+    /// Feeds `input` to a fresh decoder in pieces of the given sizes (cycled, the rest in one
+    /// piece), checking the per-call contract along the way.
+    fn feed(input: &[u8], max: u64, splits: &[usize]) -> Outcome {
+        let mut dec = ChunkedDecoder::new(max);
+        let mut body = Vec::new();
+        let mut pos = 0;
+        let mut sizes = splits.iter().copied().filter(|&s| s > 0).cycle();
+        loop {
+            let n = sizes.next().unwrap_or(input.len()).min(input.len() - pos);
+            let piece = &input[pos..pos + n];
+            match dec.decode(piece, &mut body) {
+                Err(e) => {
+                    // The error sticks.
+                    assert_eq!(dec.decode(b"0\r\n\r\n", &mut body), Err(e));
+                    return Outcome::Error(e.status);
+                }
+                Ok((used, true)) => {
+                    assert!(used <= n);
+                    assert!(dec.is_done());
+                    // Done means done: nothing more is taken.
+                    assert_eq!(dec.decode(b"5\r\nhello\r\n", &mut body), Ok((0, true)));
+                    assert_eq!(dec.body_len(), body.len() as u64);
+                    return Outcome::Done(pos + used, body);
+                }
+                Ok((used, false)) => {
+                    // Not finished, so all of the piece was used.
+                    assert_eq!(used, n);
+                    pos += n;
+                    if pos == input.len() {
+                        return Outcome::Incomplete;
+                    }
+                }
+            }
+        }
+    }
+
+    fn decode_all(input: &[u8], max: u64) -> Outcome {
+        let whole = feed(input, max, &[]);
+        assert_eq!(feed(input, max, &[1]), whole, "byte at a time");
+        assert_eq!(feed(input, max, &[3, 1, 7]), whole, "uneven splits");
+        assert_eq!(reference(input, max), whole, "reference decoder");
+        whole
+    }
+
+    // ---- A non-incremental reference: whole input at once, line by line. ----
+
+    #[derive(Debug)]
+    enum TrailerScan {
+        Done(usize),
+        Bad(usize),
+        Partial(usize),
+    }
+
+    fn first_invalid_field_byte(line: &[u8]) -> Option<usize> {
+        let n = line.iter().take_while(|&&b| is_tchar(b)).count();
+        if n == 0 {
+            return Some(0);
+        }
+        match line.get(n) {
+            None => return None,
+            Some(b':') => {}
+            Some(_) => return Some(n),
+        }
+        let v = n
+            + 1
+            + line[n + 1..]
+                .iter()
+                .take_while(|&&b| is_field_byte(b))
+                .count();
+        match line.get(v) {
+            None => return None,
+            Some(b'\r') => {}
+            Some(_) => return Some(v),
+        }
+        match line.get(v + 1) {
+            None | Some(b'\n') => None,
+            Some(_) => Some(v + 1),
+        }
+    }
+
+    fn trailer_scan(t: &[u8]) -> TrailerScan {
+        let mut pos = 0;
+        loop {
+            let rest = &t[pos..];
+            match rest {
+                [] => return TrailerScan::Partial(pos),
+                [b'\r'] => return TrailerScan::Partial(pos + 1),
+                [b'\r', b'\n', ..] => return TrailerScan::Done(pos + 2),
+                [b'\r', ..] => return TrailerScan::Bad(pos + 2),
+                _ => {}
+            }
+            let end = rest.iter().position(|&b| b == b'\n');
+            let line = end.map_or(rest, |i| &rest[..=i]);
+            if let Some(i) = first_invalid_field_byte(line) {
+                return TrailerScan::Bad(pos + i + 1);
+            }
+            match end {
+                Some(i) => pos += i + 1,
+                None => return TrailerScan::Partial(pos + line.len()),
+            }
+        }
+    }
+
+    /// Whether what follows the size digits is (complete) or can still become (incomplete)
+    /// `[WS* ";" ext] CRLF`.
+    fn size_tail_ok(tail: &[u8], complete: bool) -> bool {
+        let ws = tail
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
+        let r = &tail[ws..];
+        let r = match r {
+            [b';', rest @ ..] => {
+                let n = rest.iter().take_while(|&&b| is_field_byte(b)).count();
+                &rest[n..]
+            }
+            _ if ws > 0 => return r.is_empty(),
+            _ => r,
+        };
+        if complete {
+            r == b"\r\n"
+        } else {
+            r.is_empty() || r == b"\r"
+        }
+    }
+
+    fn reference(input: &[u8], max: u64) -> Outcome {
+        let mut p = 0;
+        let mut body = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let rest = &input[p..];
+            let line = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => &rest[..=i],
+                None => rest,
+            };
+            let complete = line.last() == Some(&b'\n');
+            let nd = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            let mut size = 0u64;
+            for (k, &d) in line[..nd].iter().enumerate() {
+                if k + 1 > MAX_SIZE_LINE {
+                    return Outcome::Error(400);
+                }
+                let digit = u64::from(char::from(d).to_digit(16).unwrap());
+                size = match size.checked_mul(16).and_then(|s| s.checked_add(digit)) {
+                    Some(s) => s,
+                    None => return Outcome::Error(400),
+                };
+                if total.checked_add(size).is_none_or(|t| t > max) {
+                    return Outcome::Error(413);
+                }
+            }
+            if nd == 0 {
+                return if line.is_empty() {
+                    Outcome::Incomplete
+                } else {
+                    Outcome::Error(400)
+                };
+            }
+            if line.len() > MAX_SIZE_LINE || !size_tail_ok(&line[nd..], complete) {
+                return Outcome::Error(400);
+            }
+            if !complete {
+                return Outcome::Incomplete;
+            }
+            p += line.len();
+            if size == 0 {
+                break;
+            }
+            total += size;
+            let size = usize::try_from(size).unwrap();
+            if input.len() - p < size {
+                return Outcome::Incomplete;
+            }
+            body.extend_from_slice(&input[p..p + size]);
+            p += size;
+            for want in [b'\r', b'\n'] {
+                match input.get(p) {
+                    None => return Outcome::Incomplete,
+                    Some(&b) if b == want => p += 1,
+                    Some(_) => return Outcome::Error(400),
+                }
+            }
+        }
+        match trailer_scan(&input[p..]) {
+            TrailerScan::Done(n) if n <= MAX_TRAILER => Outcome::Done(p + n, body),
+            TrailerScan::Done(_) => Outcome::Error(431),
+            TrailerScan::Bad(q) | TrailerScan::Partial(q) if q > MAX_TRAILER => Outcome::Error(431),
+            TrailerScan::Bad(_) => Outcome::Error(400),
+            TrailerScan::Partial(_) => Outcome::Incomplete,
+        }
+    }
+
+    // ---- Table tests ----
+
+    const MAX: u64 = 1 << 20;
+
+    fn done(n: usize, body: &[u8]) -> Outcome {
+        Outcome::Done(n, body.to_vec())
+    }
+
+    #[test]
+    fn chunked_table() {
+        use Outcome::{Error, Incomplete};
+        let cases: &[(&[u8], Outcome)] = &[
+            (b"0\r\n\r\n", done(5, b"")),
+            (b"5\r\nhello\r\n0\r\n\r\n", done(15, b"hello")),
+            (
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                done(26, b"hello world"),
+            ),
+            (b"a\r\n0123456789\r\n0\r\n\r\n", done(20, b"0123456789")),
+            (b"A\r\n0123456789\r\n0\r\n\r\n", done(20, b"0123456789")),
+            (b"000005\r\nhello\r\n000\r\n\r\n", done(22, b"hello")),
+            // the message ends where it ends
+            (b"0\r\n\r\nGET / HTTP/1.1\r\n", done(5, b"")),
+            (b"1\r\nx\r\n0\r\n\r\n\r\n", done(11, b"x")),
+            // incomplete
+            (b"", Incomplete),
+            (b"5", Incomplete),
+            (b"5\r", Incomplete),
+            (b"5\r\nhel", Incomplete),
+            (b"5\r\nhello", Incomplete),
+            (b"5\r\nhello\r", Incomplete),
+            (b"5\r\nhello\r\n0\r\n", Incomplete),
+            (b"5\r\nhello\r\n0\r\n\r", Incomplete),
+            (b"0\r\nX: y\r\n", Incomplete),
+            (b"5 ", Incomplete),
+            (b"5;a=b", Incomplete),
+            // size syntax
+            (b"\r\n", Error(400)),
+            (b";a\r\n", Error(400)),
+            (b"x\r\n", Error(400)),
+            (b"0x5\r\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"+5\r\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"-5\r\n", Error(400)),
+            (b"5_0\r\n", Error(400)),
+            (b" 5\r\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"5 \r\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"5\t\r\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"5 5\r\n", Error(400)),
+            (b"5g\r\n", Error(400)),
+            (b"ffffffffffffffff0\r\n", Error(413)),
+            // bare CR / LF in size lines
+            (b"5\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"5\rhello\r\n0\r\n\r\n", Error(400)),
+            (b"5;a\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"5;a\rb\r\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"0\n\r\n", Error(400)),
+            // extensions: ignored, whitespace only before ';'
+            (b"5;name=value\r\nhello\r\n0\r\n\r\n", done(26, b"hello")),
+            (b"5 ;a\r\nhello\r\n0;b=\"c d\"\r\n\r\n", done(26, b"hello")),
+            (b"5\t; a = b ;c\r\nhello\r\n0\r\n\r\n", done(26, b"hello")),
+            (b"5;\r\nhello\r\n0\r\n\r\n", done(16, b"hello")),
+            (b"5;caf\xc3\xa9\r\nhello\r\n0\r\n\r\n", done(21, b"hello")),
+            (b"5;a\x00\r\nhello\r\n0\r\n\r\n", Error(400)),
+            (b"5;a\x7f\r\nhello\r\n0\r\n\r\n", Error(400)),
+            // CRLF after data
+            (b"5\r\nhelloX\r\n0\r\n\r\n", Error(400)),
+            (b"5\r\nhello\n0\r\n\r\n", Error(400)),
+            (b"5\r\nhello\rX0\r\n\r\n", Error(400)),
+            (b"5\r\nhello\r\r\n0\r\n\r\n", Error(400)),
+            (b"5\r\nhello world\r\n0\r\n\r\n", Error(400)),
+            // trailers: validated, discarded
+            (b"0\r\nX-Sum: abc\r\n\r\n", done(17, b"")),
+            (
+                b"0\r\nA: 1\r\nB:\r\nC: caf\xc3\xa9\t\r\n\r\n",
+                done(26, b""),
+            ),
+            (b"3\r\nabc\r\n0\r\nA: 1\r\n\r\nrest", done(19, b"abc")),
+            (b"0\r\nA 1\r\n\r\n", Error(400)),
+            (b"0\r\nA : 1\r\n\r\n", Error(400)),
+            (b"0\r\n: 1\r\n\r\n", Error(400)),
+            (b"0\r\n A: 1\r\n\r\n", Error(400)),
+            (b"0\r\nA: 1\r\n b\r\n\r\n", Error(400)),
+            (b"0\r\nA: 1\x00\r\n\r\n", Error(400)),
+            (b"0\r\nA: 1\rB: 2\r\n\r\n", Error(400)),
+            (b"0\r\nA: 1\n\r\n", Error(400)),
+            (b"0\r\n\n", Error(400)),
+            (b"0\r\n\rX", Error(400)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                &decode_all(input, MAX),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn body_limit() {
+        use Outcome::Error;
+        assert_eq!(
+            decode_all(b"5\r\nhello\r\n0\r\n\r\n", 5),
+            done(15, b"hello")
+        );
+        assert_eq!(decode_all(b"5\r\nhello\r\n0\r\n\r\n", 4), Error(413));
+        assert_eq!(
+            decode_all(b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n", 6),
+            done(21, b"abcdef")
+        );
+        assert_eq!(decode_all(b"3\r\nabc\r\n4\r\n", 6), Error(413));
+        assert_eq!(decode_all(b"0\r\n\r\n", 0), done(5, b""));
+        assert_eq!(decode_all(b"1\r\n", 0), Error(413));
+        // Refused at the size line, before any of the data arrives.
+        assert_eq!(decode_all(b"100000", 1000), Error(413));
+        assert_eq!(decode_all(b"fff", 1000), Error(413));
+        // Overflow is a 400 when the limit itself cannot be passed.
+        assert_eq!(
+            decode_all(b"ffffffffffffffff\r\n", u64::MAX),
+            Outcome::Incomplete
+        );
+        assert_eq!(decode_all(b"10000000000000000\r\n", u64::MAX), Error(400));
+        let mut dec = ChunkedDecoder::new(u64::MAX);
+        let mut body = Vec::new();
+        assert_eq!(
+            dec.decode(b"1\r\na\r\nffffffffffffffff", &mut body),
+            Err(HttpError::new(413, "chunked body too large"))
+        );
+    }
+
+    #[test]
+    fn line_limits() {
+        let ext = |n: usize| {
+            let mut v = b"5;".to_vec();
+            v.extend(std::iter::repeat_n(b'x', n));
+            v.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+            v
+        };
+        // "5;" + n + CRLF = n + 4 bytes of size line.
+        assert_eq!(
+            decode_all(&ext(MAX_SIZE_LINE - 4), MAX),
+            done(MAX_SIZE_LINE + 12, b"hello")
+        );
+        assert_eq!(
+            decode_all(&ext(MAX_SIZE_LINE - 3), MAX),
+            Outcome::Error(400)
+        );
+        let mut zeros = vec![b'0'; MAX_SIZE_LINE];
+        zeros.extend_from_slice(b"5\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(decode_all(&zeros, MAX), Outcome::Error(400));
+
+        let trailer = |n: usize| {
+            // "0\r\n" + "X: " + n + CRLF + CRLF: the trailer section is n + 7 bytes.
+            let mut v = b"0\r\nX: ".to_vec();
+            v.extend(std::iter::repeat_n(b'v', n));
+            v.extend_from_slice(b"\r\n\r\n");
+            v
+        };
+        assert_eq!(
+            decode_all(&trailer(MAX_TRAILER - 7), MAX),
+            done(MAX_TRAILER + 3, b"")
+        );
+        assert_eq!(
+            decode_all(&trailer(MAX_TRAILER - 6), MAX),
+            Outcome::Error(431)
+        );
+        let mut many = b"0\r\n".to_vec();
+        while many.len() < MAX_TRAILER + 100 {
+            many.extend_from_slice(b"A: b\r\n");
+        }
+        assert_eq!(decode_all(&many, MAX), Outcome::Error(431));
+    }
+
+    #[test]
+    fn large_body_in_one_call() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut enc = format!("{:x}\r\n", data.len()).into_bytes();
+        enc.extend_from_slice(&data);
+        enc.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(feed(&enc, MAX, &[]), Outcome::Done(enc.len(), data.clone()));
+        assert_eq!(feed(&enc, MAX, &[4096]), Outcome::Done(enc.len(), data));
+    }
+
+    // ---- Properties ----
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const EXTS: &[&str] = &["", "", ";a=b", " ;x", "\t;k=\"v v\"", ";", "; a = 1 ; b"];
+        /// Fragments that make near-miss chunked streams when strung together at random.
+        const NOISE: &[&[u8]] = &[
+            b"0", b"3", b"5", b"a", b"F", b"g", b"\r\n", b"\r\n", b"\r\n", b"\r", b"\n", b" ",
+            b"\t", b";", b";x=y", b"abc", b"hello", b"X: y", b":", b"\x00", b"\x7f", b"\x80",
+        ];
+        const TRAILERS: &[&str] = &["X-Sum: 1\r\n", "A:\r\n", "B: c d\t\r\n", "Etag: \"x\"\r\n"];
+
+        /// A chunked encoding of `body` cut at `cuts`, with extensions, zero padding, mixed-case
+        /// hex and trailers chosen by `style`.
+        fn encode(body: &[u8], cuts: &[usize], style: &[u8], trailers: &[usize]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut pos = 0;
+            let mut k = 0;
+            let mut next_style = || {
+                k += 1;
+                style.get(k % style.len().max(1)).copied().unwrap_or(0) as usize
+            };
+            let mut size_line = |out: &mut Vec<u8>, n: usize, s: usize| {
+                let hex = if s % 2 == 0 {
+                    format!("{n:x}")
+                } else {
+                    format!("{n:X}")
+                };
+                out.extend(std::iter::repeat_n(b'0', s / 2 % 3));
+                out.extend_from_slice(hex.as_bytes());
+                out.extend_from_slice(EXTS[s % EXTS.len()].as_bytes());
+                out.extend_from_slice(b"\r\n");
+            };
+            for &c in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+                let n = c.min(body.len() - pos);
+                if n == 0 {
+                    if pos == body.len() {
+                        break;
+                    }
+                    continue;
+                }
+                size_line(&mut out, n, next_style());
+                out.extend_from_slice(&body[pos..pos + n]);
+                out.extend_from_slice(b"\r\n");
+                pos += n;
+            }
+            size_line(&mut out, 0, next_style());
+            for &t in trailers {
+                out.extend_from_slice(TRAILERS[t % TRAILERS.len()].as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            out
+        }
+
+        fn valid_stream() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+            (
+                prop::collection::vec(any::<u8>(), 0..600),
+                prop::collection::vec(1usize..200, 0..8),
+                prop::collection::vec(any::<u8>(), 1..8),
+                prop::collection::vec(any::<usize>(), 0..3),
+            )
+                .prop_map(|(body, cuts, style, trailers)| {
+                    let enc = encode(&body, &cuts, &style, &trailers);
+                    (body, enc)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn decodes_any_split(
+                (body, enc) in valid_stream(),
+                splits in prop::collection::vec(0usize..40, 0..12),
+                tail in prop::collection::vec(any::<u8>(), 0..30),
+            ) {
+                let mut input = enc.clone();
+                input.extend_from_slice(&tail);
+                let got = feed(&input, MAX, &splits);
+                prop_assert_eq!(got, Outcome::Done(enc.len(), body.clone()));
+                prop_assert_eq!(feed(&input, MAX, &[1]), Outcome::Done(enc.len(), body));
+                // Every proper prefix is just incomplete.
+                let cut = splits.iter().sum::<usize>() % enc.len();
+                prop_assert_eq!(feed(&enc[..cut], MAX, &splits), Outcome::Incomplete);
+            }
+
+            #[test]
+            fn agrees_with_reference_on_mutations(
+                (_, enc) in valid_stream(),
+                edits in prop::collection::vec(
+                    (any::<prop::sample::Index>(), 0u8..3, prop::sample::select(b"0159aAfFgx \t;=:\r\n\x00\x80-".to_vec())),
+                    0..4,
+                ),
+                splits in prop::collection::vec(0usize..20, 0..6),
+                max in prop::sample::select(vec![3u64, 300, MAX, MAX, MAX, MAX]),
+            ) {
+                let mut input = enc;
+                for (at, op, byte) in edits {
+                    let i = at.index(input.len() + 1);
+                    match op {
+                        0 if i < input.len() => input[i] = byte,
+                        1 => input.insert(i, byte),
+                        _ if i < input.len() => { input.remove(i); }
+                        _ => {}
+                    }
+                }
+                let want = reference(&input, max);
+                prop_assert_eq!(feed(&input, max, &splits), want.clone());
+                prop_assert_eq!(feed(&input, max, &[1]), want);
+            }
+
+            #[test]
+            fn agrees_with_reference_on_noise(
+                pieces in prop::collection::vec(prop::sample::select(NOISE.to_vec()), 0..14),
+                splits in prop::collection::vec(0usize..10, 0..6),
+                max in prop::sample::select(vec![0u64, 16, MAX, u64::MAX]),
+            ) {
+                let input = pieces.concat();
+                let want = reference(&input, max);
+                prop_assert_eq!(feed(&input, max, &splits), want);
+            }
+        }
+    }
+}

@@ -1062,7 +1062,7 @@ mod tests {
 
     #[test]
     fn header_lookup_is_first_and_case_insensitive() {
-        let req = parse_ok(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\nX-\xc3: no\r\n\r\n");
+        let req = parse_ok(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
         assert_eq!(req.header(b"x-A"), Some(&b"1"[..]));
         assert_eq!(req.header_at(2), Some((&b"x-a"[..], &b"2"[..])));
         assert_eq!(req.header(b"x-a2"), None);

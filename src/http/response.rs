@@ -95,7 +95,8 @@ fn parse_length(v: &str) -> Option<u64> {
 }
 
 fn has_token(list: &str, token: &str) -> bool {
-    list.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+    list.split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -195,8 +196,12 @@ impl Response {
         Self::check_field(name, value)?;
         self.check_open()?;
         let name_s = String::from_utf8_lossy(name);
-        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(&name_s));
-        self.fields.push((name_s.into_owned(), String::from_utf8_lossy(value).into_owned()));
+        self.fields
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(&name_s));
+        self.fields.push((
+            name_s.into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
         self.note_length();
         Ok(())
     }
@@ -222,7 +227,8 @@ impl Response {
         }
         self.check_open()?;
         let before = self.fields.len();
-        self.fields.retain(|(n, _)| !n.as_bytes().eq_ignore_ascii_case(name));
+        self.fields
+            .retain(|(n, _)| !n.as_bytes().eq_ignore_ascii_case(name));
         if self.fields.len() == before {
             return Err(ENOENT);
         }
@@ -242,7 +248,13 @@ impl Response {
     }
 
     pub fn set_compression(&mut self, mode: c_int) -> Result<(), c_int> {
-        if ![HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON].contains(&mode) {
+        if ![
+            HTTPSRV_COMPRESS_AUTO,
+            HTTPSRV_COMPRESS_OFF,
+            HTTPSRV_COMPRESS_ON,
+        ]
+        .contains(&mode)
+        {
             return Err(EINVAL);
         }
         self.check_open()?;
@@ -302,7 +314,7 @@ impl Response {
         }
         let mut body = std::mem::take(&mut self.pending);
         if !self.head_sent {
-            self.decide(last, cx);
+            self.decide(last, body.len(), cx);
             if let Some(c) = self.compressor.as_mut() {
                 let mut z = Vec::with_capacity(body.len() / 2 + 64);
                 c.compress(&body, last, &mut z);
@@ -334,7 +346,7 @@ impl Response {
     }
 
     /// The head filter: compression, framing and persistence, decided once.
-    fn decide(&mut self, last: bool, cx: &Context) {
+    fn decide(&mut self, last: bool, body_len: usize, cx: &Context) {
         let status = self.status;
         let no_body = cx.is_head || status < 200 || status == 204 || status == 304;
         let content_type = self
@@ -353,7 +365,7 @@ impl Response {
             _ if no_body || !status_ok || handler_encoded => None,
             HTTPSRV_COMPRESS_ON => cx.accepts,
             HTTPSRV_COMPRESS_AUTO
-                if auto_eligible && !(last && self.pending.len() < cx.compression_min_length) =>
+                if auto_eligible && !(last && body_len < cx.compression_min_length) =>
             {
                 cx.accepts
             }
@@ -395,12 +407,8 @@ impl Response {
             self.must_close = true;
         }
         if cx.is_head && last && self.declared_length.is_none() && status_ok {
-            let n = self.pending.len() as u64;
-            self.fields.push(("Content-Length".to_string(), n.to_string()));
-        }
-        self.pending.shrink_to(0);
-        if self.framing == Framing::NoBody {
-            self.pending.clear();
+            self.fields
+                .push(("Content-Length".to_string(), body_len.to_string()));
         }
     }
 
@@ -543,7 +551,10 @@ mod tests {
         r.append(b"Hello, world!", 0, 1 << 20).unwrap();
         assert!(r.flush(true, &cx(11), &mut q).unwrap());
         let s = text(&q);
-        assert!(s.starts_with("HTTP/1.1 200 OK\r\nServer: httpsrv\r\nDate: "), "{s}");
+        assert!(
+            s.starts_with("HTTP/1.1 200 OK\r\nServer: httpsrv\r\nDate: "),
+            "{s}"
+        );
         assert!(s.contains("\r\nContent-Length: 13\r\n"));
         assert!(!s.contains("Connection"));
         assert_eq!(body_of(&s), "Hello, world!");
@@ -616,7 +627,10 @@ mod tests {
             r.flush(false, &cx(11), &mut q).unwrap();
             r.flush(true, &cx(11), &mut q).unwrap();
             let s = text(&q);
-            assert!(!s.contains("chunked") && !s.contains("Content-Length"), "{s}");
+            assert!(
+                !s.contains("chunked") && !s.contains("Content-Length"),
+                "{s}"
+            );
             assert_eq!(body_of(&s), "");
         }
     }
@@ -633,7 +647,10 @@ mod tests {
         r.append(b"cd", 0, 100).unwrap();
         r.flush(true, &c, &mut q).unwrap();
         let s = text(&q);
-        assert!(s.contains("Content-Length: 4\r\nConnection: close\r\n\r\nabcd"), "{s}");
+        assert!(
+            s.contains("Content-Length: 4\r\nConnection: close\r\n\r\nabcd"),
+            "{s}"
+        );
 
         c.http10_buffering = false;
         let mut r = Response::default();

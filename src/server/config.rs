@@ -147,6 +147,8 @@ mod tests {
         assert!(c.set("send_timeout_ms", "250").is_ok());
         assert_eq!(c.send_timeout, Duration::from_millis(250));
         assert!(c.set("server_header", "a\r\nb").is_err());
-        assert!(c.set("compression_types", "text/html, application/json").is_ok());
+        assert!(c
+            .set("compression_types", "text/html, application/json")
+            .is_ok());
     }
 }

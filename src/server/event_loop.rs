@@ -99,7 +99,9 @@ enum BodyState {
 
 enum Phase {
     /// Waiting for (the rest of) a request head; `since` is when it started arriving.
-    Head { since: Instant },
+    Head {
+        since: Instant,
+    },
     Body {
         request: Box<Request>,
         body: Vec<u8>,
@@ -108,7 +110,9 @@ enum Phase {
     },
     Active(Arc<Session>),
     /// A library-written response is going out; then close (after lingering) or go on.
-    Closing { linger_until: Option<Instant> },
+    Closing {
+        linger_until: Option<Instant>,
+    },
 }
 
 struct Conn {
@@ -290,7 +294,8 @@ impl EventLoop {
     fn guarded(&mut self, idx: usize, f: impl FnOnce(&mut Self)) {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
         if r.is_err() {
-            self.rt().log_error("panic while serving a connection; closing it");
+            self.rt()
+                .log_error("panic while serving a connection; closing it");
             if let Some(Some(conn)) = self.conns.get(idx) {
                 if let Phase::Active(s) = &conn.phase {
                     s.fail(ECONNRESET);
@@ -340,7 +345,11 @@ impl EventLoop {
             || self
                 .poll
                 .registry()
-                .register(&mut stream, Token(idx), Interest::READABLE | Interest::WRITABLE)
+                .register(
+                    &mut stream,
+                    Token(idx),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
                 .is_err()
         {
             self.free.push(idx);
@@ -538,7 +547,8 @@ impl EventLoop {
 
     fn set_wait_deadline(&mut self, idx: usize) {
         let cfg = &self.shared.rt.config;
-        let (header, body, keepalive) = (cfg.header_timeout, cfg.body_timeout, cfg.keepalive_timeout);
+        let (header, body, keepalive) =
+            (cfg.header_timeout, cfg.body_timeout, cfg.keepalive_timeout);
         let Some(conn) = self.conn(idx) else {
             return;
         };
@@ -591,14 +601,19 @@ impl EventLoop {
                                 return true;
                             }
                             BodyFraming::Length(len) if len > max_body => {
-                                self.refuse(idx, HttpError {
-                                    status: 413,
-                                    reason: "declared body larger than max_body_bytes",
-                                });
+                                self.refuse(
+                                    idx,
+                                    HttpError {
+                                        status: 413,
+                                        reason: "declared body larger than max_body_bytes",
+                                    },
+                                );
                                 return true;
                             }
                             BodyFraming::Length(len) => BodyState::Length(len),
-                            BodyFraming::Chunked => BodyState::Chunked(ChunkedDecoder::new(max_body)),
+                            BodyFraming::Chunked => {
+                                BodyState::Chunked(ChunkedDecoder::new(max_body))
+                            }
                         };
                         if request.expects_continue() && conn.rpos == conn.rbuf.len() {
                             conn.direct.push_copy(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -666,7 +681,8 @@ impl EventLoop {
 
     /// Answers a request the library refuses: the status, `Connection: close`, then close.
     fn refuse(&mut self, idx: usize, e: HttpError) {
-        self.rt().log_info(&format!("refused request: {} {}", e.status, e.reason));
+        self.rt()
+            .log_info(&format!("refused request: {} {}", e.status, e.reason));
         self.write_simple(idx, e.status, None, false, false);
         if let Some(conn) = self.conn(idx) {
             conn.phase = Phase::Closing { linger_until: None };
@@ -674,7 +690,14 @@ impl EventLoop {
     }
 
     /// A response the library writes itself (errors, 404, 405) into the direct queue.
-    fn write_simple(&mut self, idx: usize, status: u16, allow: Option<String>, keep_alive: bool, is_head: bool) {
+    fn write_simple(
+        &mut self,
+        idx: usize,
+        status: u16,
+        allow: Option<String>,
+        keep_alive: bool,
+        is_head: bool,
+    ) {
         let cfg = &self.shared.rt.config;
         let cx = Context {
             version: 11,
@@ -741,7 +764,10 @@ impl EventLoop {
                 };
                 conn.phase = Phase::Active(session.clone());
                 if route.pool {
-                    if !rt.pool.submit(session.clone(), route.handler, route.userdata) {
+                    if !rt
+                        .pool
+                        .submit(session.clone(), route.handler, route.userdata)
+                    {
                         session.fail(ECANCELED);
                         session.handler_returned(crate::ffi::HTTPSRV_PENDING);
                     }
@@ -768,7 +794,12 @@ impl EventLoop {
                     userdata,
                 } => {
                     // SAFETY: the module posted this task with this userdata.
-                    unsafe { task(handle as usize as *mut httpsrv_session, userdata as *mut c_void) };
+                    unsafe {
+                        task(
+                            handle as usize as *mut httpsrv_session,
+                            userdata as *mut c_void,
+                        )
+                    };
                     if let Some(s) = handles::get(handle) {
                         s.post_done();
                     }
@@ -840,20 +871,26 @@ impl EventLoop {
             match &conn.phase {
                 Phase::Head { .. } => {
                     if conn.rpos < conn.rbuf.len() || conn.requests == 0 && !conn.rbuf.is_empty() {
-                        self.refuse(idx, HttpError {
-                            status: 408,
-                            reason: "request head timed out",
-                        });
+                        self.refuse(
+                            idx,
+                            HttpError {
+                                status: 408,
+                                reason: "request head timed out",
+                            },
+                        );
                         self.guarded(idx, |lp| lp.advance(idx));
                     } else {
                         self.close(idx, false);
                     }
                 }
                 Phase::Body { .. } => {
-                    self.refuse(idx, HttpError {
-                        status: 408,
-                        reason: "request body timed out",
-                    });
+                    self.refuse(
+                        idx,
+                        HttpError {
+                            status: 408,
+                            reason: "request body timed out",
+                        },
+                    );
                     self.guarded(idx, |lp| lp.advance(idx));
                 }
                 Phase::Active(s) => {
@@ -895,7 +932,12 @@ impl EventLoop {
             } = cmd
             {
                 // SAFETY: as in run_commands; the session has ended, the handle is still held.
-                unsafe { task(handle as usize as *mut httpsrv_session, userdata as *mut c_void) };
+                unsafe {
+                    task(
+                        handle as usize as *mut httpsrv_session,
+                        userdata as *mut c_void,
+                    )
+                };
                 if let Some(s) = handles::get(handle) {
                     s.post_done();
                 }

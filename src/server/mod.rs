@@ -106,14 +106,21 @@ impl Server {
             errors::from_io(&e)
         })?;
         backlog(&listener);
-        listener.set_nonblocking(true).map_err(|e| errors::from_io(&e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| errors::from_io(&e))?;
         self.inner.lock().listeners.push(listener);
         Ok(())
     }
 
     pub fn port(&self, index: usize) -> Option<u16> {
         let inner = self.inner.lock();
-        inner.listeners.get(index)?.local_addr().ok().map(|a| a.port())
+        inner
+            .listeners
+            .get(index)?
+            .local_addr()
+            .ok()
+            .map(|a| a.port())
     }
 
     pub fn route(
@@ -161,11 +168,12 @@ impl Server {
         if inner.listeners.is_empty() {
             return Err(EINVAL);
         }
-        let rt = Runtime::new(inner.config.clone(), inner.routes.clone(), inner.logger)
-            .map_err(|e| {
+        let rt = Runtime::new(inner.config.clone(), inner.routes.clone(), inner.logger).map_err(
+            |e| {
                 inner.logger.log(log::ERROR, &format!("access_log: {e}"));
                 errors::from_io(&e)
-            })?;
+            },
+        )?;
         let rt = Arc::new(rt);
         let pool_threads = if rt.routes.has_pool_routes() {
             rt.config.pool_threads
@@ -248,6 +256,10 @@ impl Server {
 
     pub fn open_connections(&self) -> Result<usize, c_int> {
         let inner = self.inner.lock();
-        inner.running.as_ref().map(|r| r.rt.open_connections()).ok_or(EIO)
+        inner
+            .running
+            .as_ref()
+            .map(|r| r.rt.open_connections())
+            .ok_or(EIO)
     }
 }

@@ -80,7 +80,8 @@ pub fn open(path: &str) -> Result<Opened, (c_int, String)> {
             path: path.to_string(),
             lib,
             // SAFETY: the contract fixes these symbols' C signatures.
-            fini: (!fini.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, FiniFn>(fini) }),
+            fini: (!fini.is_null())
+                .then(|| unsafe { std::mem::transmute::<*mut c_void, FiniFn>(fini) }),
         },
         // SAFETY: as above.
         init: unsafe { std::mem::transmute::<*mut c_void, InitFn>(init) },
@@ -89,6 +90,8 @@ pub fn open(path: &str) -> Result<Opened, (c_int, String)> {
 
 impl Opened {
     /// Calls the module's init with no server lock held (it registers routes).
+    // Both pointers are handed to the module unchanged, never dereferenced here.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn init(self, srv: *mut httpsrv_server, args: *const c_char) -> Result<Module, c_int> {
         // SAFETY: the module's own init, called as the contract says.
         let rc = unsafe { (self.init)(srv, args) };

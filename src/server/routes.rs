@@ -36,9 +36,8 @@ pub enum Match<'a> {
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Routes {
@@ -58,7 +57,10 @@ impl Routes {
             Some(_) => return Err(EINVAL),
             None => (path.to_string(), false),
         };
-        if pattern.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'?' || b == b'*') {
+        if pattern
+            .bytes()
+            .any(|b| !(0x21..0x7f).contains(&b) || b == b'?' || b == b'*')
+        {
             return Err(EINVAL);
         }
         let method = method.map(str::to_string);
@@ -87,14 +89,20 @@ impl Routes {
     /// How well a route's pattern covers `path`: exact beats any prefix, longer prefixes win.
     fn score(route: &Route, path: &str) -> Option<usize> {
         if route.prefix {
-            path.starts_with(&route.pattern).then_some(route.pattern.len())
+            path.starts_with(&route.pattern)
+                .then_some(route.pattern.len())
         } else {
             (route.pattern == path).then_some(usize::MAX)
         }
     }
 
     pub fn find(&self, method: &str, path: &str) -> Match<'_> {
-        let Some(best) = self.routes.iter().filter_map(|r| Self::score(r, path)).max() else {
+        let Some(best) = self
+            .routes
+            .iter()
+            .filter_map(|r| Self::score(r, path))
+            .max()
+        else {
             return Match::NotFound;
         };
         let candidates = || {
@@ -151,8 +159,12 @@ mod tests {
         assert!(matches!(r.find("HEAD", "/a"), Match::Found(x) if !x.pool));
         assert!(matches!(r.find("PUT", "/a"), Match::WrongMethod(a) if a == "GET, HEAD, POST"));
         assert!(matches!(r.find("DELETE", "/files/x"), Match::Found(_)));
-        assert!(matches!(r.find("GET", "/files/deep/x"), Match::Found(x) if x.pattern == "/files/deep/"));
-        assert!(matches!(r.find("PUT", "/files/deep/x"), Match::WrongMethod(a) if a == "GET, HEAD"));
+        assert!(
+            matches!(r.find("GET", "/files/deep/x"), Match::Found(x) if x.pattern == "/files/deep/")
+        );
+        assert!(
+            matches!(r.find("PUT", "/files/deep/x"), Match::WrongMethod(a) if a == "GET, HEAD")
+        );
         assert!(matches!(r.find("GET", "/b"), Match::NotFound));
         assert!(matches!(r.find("GET", "/files"), Match::NotFound));
     }

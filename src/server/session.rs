@@ -251,7 +251,11 @@ impl Session {
             if let Some(r) = st.ended.filter(|&r| r != 0) {
                 return Err(r);
             }
-            return if st.out.is_empty() { Ok(()) } else { Err(EAGAIN) };
+            return if st.out.is_empty() {
+                Ok(())
+            } else {
+                Err(EAGAIN)
+            };
         }
         if st.bytes_sent >= target {
             return Ok(());
@@ -479,6 +483,8 @@ impl Session {
 }
 
 /// Runs a handler on the current thread with no lock held, then applies its result.
+// `ud` is the module's opaque pointer, passed back to it and never dereferenced here.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn run_handler(session: &Arc<Session>, handler: super::routes::HandlerFn, ud: *mut c_void) {
     // SAFETY: the module registered this handler with this userdata.
     let rc = unsafe { handler(session.c_handle(), ud) };
