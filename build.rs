@@ -13,8 +13,12 @@ fn main() {
     println!("cargo:rerun-if-env-changed=HTTPSRV_CHECK_HEADER");
     // httpsrvd links the library statically; modules it loads resolve httpsrv_* from it.
     println!("cargo:rustc-link-arg-bins=-Wl,--export-dynamic");
+    // A versioned soname, so `make install` can ship libhttpsrv.so.MAJOR with its symlinks.
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libhttpsrv.so.{major}");
 
-    let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let crate_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is valid");
@@ -26,7 +30,8 @@ fn main() {
     let generated = out_dir.join("httpsrv.h");
     bindings.write_to_file(&generated);
 
-    let check_only = std::env::var_os("CI").is_some() || std::env::var_os("HTTPSRV_CHECK_HEADER").is_some();
+    let check_only =
+        std::env::var_os("CI").is_some() || std::env::var_os("HTTPSRV_CHECK_HEADER").is_some();
     if !check_only {
         let committed = crate_dir.join("include/httpsrv.h");
         let new = std::fs::read(&generated).expect("header just written");

@@ -55,6 +55,16 @@ typedef int (*httpsrv_handler_fn)(httpsrv_session *sess, void *userdata);
 // An error-log sink: level 0 error, 1 warn, 2 info, 3 debug.
 typedef void (*httpsrv_log_fn)(int level, const char *message, void *userdata);
 
+// Counters of a running server, filled by `httpsrv_server_stats`.
+typedef struct {
+  // Requests dispatched since start (routed or answered by the library).
+  uint64_t requests;
+  // Connections open now.
+  uint64_t open_connections;
+  // Bytes handed to the kernel since start (heads and framed bodies).
+  uint64_t bytes_sent;
+} httpsrv_stats;
+
 // Runs once when the session ends, on its loop thread, with the reason (0 when complete).
 typedef void (*httpsrv_close_fn)(httpsrv_session *sess, int reason, void *userdata);
 
@@ -292,6 +302,23 @@ int httpsrv_server_stop(httpsrv_server *srv, unsigned int grace_ms);
 // # Safety
 // `srv` is NULL or a live server, which must not be used afterwards.
 void httpsrv_server_free(httpsrv_server *srv);
+
+// Fills `out` with the server's counters (all zero before start and after stop).
+// Errors: `EINVAL` NULL argument. Any thread.
+//
+// # Safety
+// `srv` is NULL or a live server; `out` is NULL or points to writable `httpsrv_stats`.
+int httpsrv_server_stats(const httpsrv_server *srv, httpsrv_stats *out);
+
+// A ready-made inline handler that answers with the server's counters as JSON, e.g.
+// `{"requests":12,"open_connections":3,"bytes_sent":4567}`. Mount it from a module or host
+// with the server as userdata:
+// `httpsrv_server_route(srv, "GET", "/stats", 0, httpsrv_stats_handler, srv)`.
+// Returns `HTTPSRV_DONE`, or -1 (a 500) when `userdata` is NULL.
+//
+// # Safety
+// `userdata` is the live server the route was registered on.
+int httpsrv_stats_handler(httpsrv_session *sess, void *userdata);
 
 // Registers `fn`, which runs exactly once when the session ends, on its loop thread, with the
 // reason: 0 response complete, `EPIPE`/`ECONNRESET` client gone (noticed also while the

@@ -3,8 +3,8 @@
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
 use super::{
-    boundary, boundary_value, c_str, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_server, server_of,
-    HTTPSRV_ROUTE_POOL,
+    boundary, boundary_value, c_str, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_server,
+    httpsrv_session, server_of, session_of, HTTPSRV_DONE, HTTPSRV_ROUTE_POOL,
 };
 use crate::errors::EINVAL;
 use crate::server::Server;
@@ -178,5 +178,83 @@ pub unsafe extern "C" fn httpsrv_server_free(srv: *mut httpsrv_server) {
         // SAFETY: the caller hands back the pointer `httpsrv_server_new` returned.
         let server = Box::from_raw(srv as *mut Server);
         server.free(srv);
+    })
+}
+
+/// Counters of a running server, filled by `httpsrv_server_stats`.
+#[repr(C)]
+pub struct httpsrv_stats {
+    /// Requests dispatched since start (routed or answered by the library).
+    pub requests: u64,
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Bytes handed to the kernel since start (heads and framed bodies).
+    pub bytes_sent: u64,
+}
+
+/// Fills `out` with the server's counters (all zero before start and after stop).
+/// Errors: `EINVAL` NULL argument. Any thread.
+///
+/// # Safety
+/// `srv` is NULL or a live server; `out` is NULL or points to writable `httpsrv_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_stats(
+    srv: *const httpsrv_server,
+    out: *mut httpsrv_stats,
+) -> c_int {
+    boundary("httpsrv_server_stats", || {
+        let server = server_of(srv)?;
+        let out = out.as_mut().ok_or(EINVAL)?;
+        let (requests, open_connections, bytes_sent) = server.stats();
+        *out = httpsrv_stats {
+            requests,
+            open_connections,
+            bytes_sent,
+        };
+        Ok(())
+    })
+}
+
+/// A ready-made inline handler that answers with the server's counters as JSON, e.g.
+/// `{"requests":12,"open_connections":3,"bytes_sent":4567}`. Mount it from a module or host
+/// with the server as userdata:
+/// `httpsrv_server_route(srv, "GET", "/stats", 0, httpsrv_stats_handler, srv)`.
+/// Returns `HTTPSRV_DONE`, or -1 (a 500) when `userdata` is NULL.
+///
+/// # Safety
+/// `userdata` is the live server the route was registered on.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_stats_handler(
+    sess: *mut httpsrv_session,
+    userdata: *mut c_void,
+) -> c_int {
+    boundary_value("httpsrv_stats_handler", -1, || {
+        let Ok(server) = server_of(userdata as *const httpsrv_server) else {
+            return -1;
+        };
+        let (requests, open, bytes) = server.stats();
+        let body = format!(
+            "{{\"requests\":{requests},\"open_connections\":{open},\"bytes_sent\":{bytes}}}\n"
+        );
+        let Ok(s) = session_of(sess) else {
+            return -1;
+        };
+        let mut st = match s.check_live() {
+            Ok(st) => st,
+            Err(_) => return -1,
+        };
+        if st
+            .response
+            .set_header(b"Content-Type", b"application/json")
+            .is_err()
+            || st.response.set_header(b"Cache-Control", b"no-store").is_err()
+        {
+            return -1;
+        }
+        drop(st);
+        if s.append(body.as_bytes()).is_err() {
+            return -1;
+        }
+        HTTPSRV_DONE
     })
 }

@@ -678,7 +678,12 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
+            // No failure_persistence: a regression file would land in the main work tree.
+            #![proptest_config(ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
 
             #[test]
             fn decodes_any_split(

@@ -31,11 +31,14 @@ impl Default for Limits {
 /// `reason` a short text for the error log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpError {
+    /// 400, 413, 414, 431, 501 or 505.
     pub status: u16,
+    /// What was wrong, for the error log (never sent to the client as is).
     pub reason: &'static str,
 }
 
 impl HttpError {
+    /// An error with this status and log text.
     pub const fn new(status: u16, reason: &'static str) -> Self {
         HttpError { status, reason }
     }
@@ -123,6 +126,7 @@ impl Request {
             .cast()
     }
 
+    /// The method, a token (case-sensitive: `get` is not `GET`).
     pub fn method(&self) -> &str {
         self.text(self.method)
     }
@@ -154,6 +158,7 @@ impl Request {
         self.find(name).map(|f| self.bytes(f.value))
     }
 
+    /// Number of header fields, repeated names counted each time.
     pub fn header_count(&self) -> usize {
         self.fields.len()
     }
@@ -171,18 +176,22 @@ impl Request {
             .find(|f| self.bytes(f.name).eq_ignore_ascii_case(name))
     }
 
+    /// `method()` NUL-terminated; valid, and never moving, as long as the `Request` lives.
     pub fn method_c(&self) -> *const c_char {
         self.c_ptr(self.method)
     }
 
+    /// `target()` NUL-terminated, like `method_c`.
     pub fn target_c(&self) -> *const c_char {
         self.c_ptr(self.target)
     }
 
+    /// `path()` NUL-terminated, like `method_c`.
     pub fn path_c(&self) -> *const c_char {
         self.c_ptr(self.path)
     }
 
+    /// `query()` NUL-terminated (an empty string, not NULL, when there is none).
     pub fn query_c(&self) -> *const c_char {
         self.c_ptr(self.query)
     }
@@ -193,12 +202,14 @@ impl Request {
         self.find(name).map(|f| self.c_ptr(f.value))
     }
 
+    /// `header_at()` as NUL-terminated name and value, like `method_c`.
     pub fn header_at_c(&self, index: usize) -> Option<(*const c_char, *const c_char)> {
         self.fields
             .get(index)
             .map(|f| (self.c_ptr(f.name), self.c_ptr(f.value)))
     }
 
+    /// How the body that follows the head is delimited.
     pub fn body_framing(&self) -> BodyFraming {
         self.framing
     }
@@ -214,6 +225,7 @@ impl Request {
         self.expect_continue
     }
 
+    /// The method is exactly `HEAD`: the response carries no body.
     pub fn is_head(&self) -> bool {
         self.is_head
     }
@@ -1286,7 +1298,12 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
+            // No failure_persistence: a regression file would land in the main work tree.
+            #![proptest_config(ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
 
             #[test]
             fn valid_requests_parse_in_any_prefix(buf in valid_request(), tail in prop::collection::vec(any::<u8>(), 0..20)) {

@@ -6,6 +6,7 @@ use std::ffi::c_void;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,9 @@ struct Inbox {
 pub struct LoopShared {
     pub id: usize,
     pub rt: Arc<Runtime>,
+    /// Counters for `httpsrv_server_stats`; only this loop's thread adds to them.
+    pub requests: AtomicU64,
+    pub bytes_sent: AtomicU64,
     inbox: Mutex<Inbox>,
     waker: Waker,
 }
@@ -234,6 +238,8 @@ impl EventLoop {
             shared: Arc::new(LoopShared {
                 id,
                 rt,
+                requests: AtomicU64::new(0),
+                bytes_sent: AtomicU64::new(0),
                 inbox: Mutex::new(Inbox::default()),
                 waker,
             }),
@@ -465,6 +471,7 @@ impl EventLoop {
         let limit = self.read_limit();
         let limits = self.limits();
         let rt = self.shared.rt.clone();
+        let this_loop = self.shared.clone();
         loop {
             let stopping = self.stop_deadline.is_some();
             let cfg_send_timeout = self.rt().config.send_timeout;
@@ -476,6 +483,7 @@ impl EventLoop {
                     Ok(n) => {
                         if n > 0 {
                             conn.direct_progress = Instant::now();
+                            this_loop.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
                         }
                         if !conn.direct.is_empty() {
                             let d = conn.direct_progress + cfg_send_timeout;
@@ -732,6 +740,7 @@ impl EventLoop {
         };
         conn.requests += 1;
         conn.deadline = None;
+        lp.requests.fetch_add(1, Ordering::Relaxed);
         let keep_alive = request.wants_keep_alive()
             && conn.requests < keepalive_requests
             && !(conn.read_closed && conn.rpos == conn.rbuf.len());

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::errors::{self, EBUSY, EDEADLK, EINVAL, EIO};
+use crate::errors::{self, EBUSY, EDEADLK, EINVAL};
 use crate::ffi::{httpsrv_log_fn, httpsrv_server};
 use config::Config;
 use event_loop::{Command, EventLoop, LoopShared};
@@ -254,12 +254,18 @@ impl Server {
         }
     }
 
-    pub fn open_connections(&self) -> Result<usize, c_int> {
+    /// (requests, open connections, bytes sent) since start; zeros when not running.
+    pub fn stats(&self) -> (u64, u64, u64) {
         let inner = self.inner.lock();
-        inner
-            .running
-            .as_ref()
-            .map(|r| r.rt.open_connections())
-            .ok_or(EIO)
+        let Some(running) = inner.running.as_ref() else {
+            return (0, 0, 0);
+        };
+        let mut requests = 0;
+        let mut bytes = 0;
+        for (lp, _) in &running.loops {
+            requests += lp.requests.load(Ordering::Relaxed);
+            bytes += lp.bytes_sent.load(Ordering::Relaxed);
+        }
+        (requests, running.rt.open_connections() as u64, bytes)
     }
 }

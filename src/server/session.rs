@@ -214,6 +214,9 @@ impl Session {
             Ok(0) => {}
             Ok(n) => {
                 st.bytes_sent += n as u64;
+                self.lp
+                    .bytes_sent
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 st.last_progress = Instant::now();
                 if st.blocking_waiters > 0 {
                     self.cond.notify_all();
