@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+# The C harness loads target/debug/libhttpsrv.so, which only `cargo build` refreshes.
+cargo build --all-targets
 cargo test --all-targets
 # The build refreshes include/httpsrv.h outside CI: a difference here means it was not committed.
 if git rev-parse --git-dir >/dev/null 2>&1; then

@@ -14,8 +14,9 @@ use std::ptr;
 
 use httpsrv::{
     httpsrv_server, httpsrv_server_free, httpsrv_server_listen, httpsrv_server_load_module,
-    httpsrv_server_new, httpsrv_server_port, httpsrv_server_set, httpsrv_server_start,
-    httpsrv_server_stop, httpsrv_strerror, httpsrv_version,
+    httpsrv_server_new, httpsrv_server_port, httpsrv_server_route, httpsrv_server_set,
+    httpsrv_server_start, httpsrv_server_stop, httpsrv_stats_handler, httpsrv_strerror,
+    httpsrv_version,
 };
 
 const EXIT_RUNTIME: u8 = 1;
@@ -40,6 +41,10 @@ Flags (a value may also be given as --flag=VALUE):
                         the current directory; repeatable, loaded in order
   --set KEY=VALUE       set a server option; repeatable; the keys, defaults and meanings are in
                         the option table of README.md (\"Options\")
+  --stats PATH          answer GET PATH (e.g. /stats) with the server's counters as JSON:
+                        {\"requests\":N,\"open_connections\":N,\"bytes_sent\":N}; repeatable
+  --access-log FILE     write a Combined Log Format line per request to FILE ('-': stderr);
+                        the same as --set access_log=FILE
   --grace-ms N          on stop, give in-flight responses up to N ms to finish; default 5000
   -h, --help            print this help and exit
   --version             print the version and exit
@@ -96,9 +101,11 @@ static C_API: ExportTable = ExportTable([
     httpsrv::httpsrv_session_data as *const (),
     httpsrv::httpsrv_session_post as *const (),
     httpsrv::httpsrv_session_abort as *const (),
+    httpsrv::httpsrv_server_stats as *const (),
+    httpsrv::httpsrv_stats_handler as *const (),
 ]);
 
-struct ExportTable([*const (); 39]);
+struct ExportTable([*const (); 41]);
 
 // SAFETY: the table only holds code addresses; nothing reads through them or calls them here.
 unsafe impl Sync for ExportTable {}
@@ -127,6 +134,8 @@ struct Config {
     listen: Vec<CString>,
     modules: Vec<ModuleSpec>,
     sets: Vec<(CString, CString)>,
+    /// Paths where `httpsrv_stats_handler` answers GET, mounted after the modules.
+    stats: Vec<CString>,
     grace_ms: c_uint,
 }
 
@@ -173,6 +182,7 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Action, String> {
         listen: Vec::new(),
         modules: Vec::new(),
         sets: Vec::new(),
+        stats: Vec::new(),
         grace_ms: DEFAULT_GRACE_MS,
     };
     let mut args = args.map(OsString::into_vec);
@@ -186,7 +196,7 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Action, String> {
         let flag_text = String::from_utf8_lossy(&flag).into_owned();
         let takes_value = matches!(
             flag.as_slice(),
-            b"--listen" | b"--module" | b"--set" | b"--grace-ms"
+            b"--listen" | b"--module" | b"--set" | b"--grace-ms" | b"--stats" | b"--access-log"
         );
         if !takes_value {
             if inline.is_some() {
@@ -215,6 +225,23 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Action, String> {
                 config
                     .sets
                     .push((c_string(key, "--set")?, c_string(val, "--set")?));
+            }
+            b"--access-log" => {
+                if value.is_empty() {
+                    return Err("--access-log needs a FILE (or - for stderr)".to_string());
+                }
+                config
+                    .sets
+                    .push((c"access_log".to_owned(), c_string(value, "--access-log")?));
+            }
+            b"--stats" => {
+                if !value.starts_with(b"/") {
+                    return Err(format!(
+                        "--stats needs a PATH starting with '/', got '{}'",
+                        String::from_utf8_lossy(&value)
+                    ));
+                }
+                config.stats.push(c_string(value, "--stats")?);
             }
             _ => {
                 // Only --grace-ms is left (see `takes_value`).
@@ -328,6 +355,30 @@ fn run(config: &Config) -> Result<(), Failure> {
                 format!(
                     "cannot load module {}: {}",
                     module.path.to_string_lossy(),
+                    strerror(err)
+                ),
+            ));
+        }
+    }
+
+    // After the modules, so a clash with a module's route names the --stats flag.
+    for path in &config.stats {
+        let err = unsafe {
+            httpsrv_server_route(
+                server.0,
+                c"GET".as_ptr(),
+                path.as_ptr(),
+                0,
+                Some(httpsrv_stats_handler),
+                server.0.cast(),
+            )
+        };
+        if err != 0 {
+            return Err(Failure::new(
+                EXIT_OPTION,
+                format!(
+                    "--stats {} rejected: {}",
+                    path.to_string_lossy(),
                     strerror(err)
                 ),
             ));
@@ -517,6 +568,26 @@ mod tests {
     }
 
     #[test]
+    fn stats_and_access_log() {
+        let config = parse(&[
+            "--set",
+            "threads=1",
+            "--access-log",
+            "/tmp/a.log",
+            "--stats=/stats",
+            "--stats",
+            "/x/counters",
+        ])
+        .unwrap();
+        assert_eq!(config.sets.len(), 2);
+        assert_eq!(config.sets[1].0.to_bytes(), b"access_log");
+        assert_eq!(config.sets[1].1.to_bytes(), b"/tmp/a.log");
+        assert_eq!(config.stats.len(), 2);
+        assert_eq!(config.stats[0].to_bytes(), b"/stats");
+        assert_eq!(config.stats[1].to_bytes(), b"/x/counters");
+    }
+
+    #[test]
     fn usage_errors() {
         for args in [
             &["--set", "novalue"][..],
@@ -525,6 +596,11 @@ mod tests {
             &["--help=1"],
             &["-x"],
             &["--grace-ms", "-1"],
+            &["--stats"],
+            &["--stats", "stats"],
+            &["--stats="],
+            &["--access-log"],
+            &["--access-log="],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

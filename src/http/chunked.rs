@@ -632,8 +632,8 @@ mod tests {
                 k += 1;
                 style.get(k % style.len().max(1)).copied().unwrap_or(0) as usize
             };
-            let mut size_line = |out: &mut Vec<u8>, n: usize, s: usize| {
-                let hex = if s % 2 == 0 {
+            let size_line = |out: &mut Vec<u8>, n: usize, s: usize| {
+                let hex = if s & 1 == 0 {
                     format!("{n:x}")
                 } else {
                     format!("{n:X}")

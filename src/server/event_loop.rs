@@ -30,6 +30,8 @@ const LISTENER_BASE: usize = usize::MAX - 4096;
 /// Longest a rejected client may keep sending before we close (lingering close).
 const LINGER: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 4096;
+/// Most a rejected client may still send while lingering.
+const LINGER_BYTES: usize = 1 << 20;
 
 thread_local! {
     static CURRENT_LOOP: Cell<usize> = const { Cell::new(0) };
@@ -102,10 +104,9 @@ enum BodyState {
 }
 
 enum Phase {
-    /// Waiting for (the rest of) a request head; `since` is when it started arriving.
-    Head {
-        since: Instant,
-    },
+    /// Waiting for a request head. While `receiving`, `since` is when it started arriving
+    /// (or the connection was accepted); before that, when the connection went idle.
+    Head { since: Instant, receiving: bool },
     Body {
         request: Box<Request>,
         body: Vec<u8>,
@@ -374,7 +375,10 @@ impl EventLoop {
             peer,
             rbuf: Vec::new(),
             rpos: 0,
-            phase: Phase::Head { since: now },
+            phase: Phase::Head {
+                since: now,
+                receiving: true,
+            },
             requests: 0,
             read_closed: false,
             direct: OutQueue::default(),
@@ -440,10 +444,16 @@ impl EventLoop {
                 Phase::Closing {
                     linger_until: Some(_),
                 } => {
-                    // Lingering: discard what the client still sends, close at its end.
-                    conn.rpos = conn.rbuf.len();
-                    if let Read::Eof | Read::Failed(_) = conn.read(usize::MAX) {
-                        return self.close(idx, false);
+                    // Lingering: discard what the client still sends (a bounded amount), and
+                    // close at its end.
+                    let mut discarded = 0;
+                    loop {
+                        conn.rpos = conn.rbuf.len();
+                        match conn.read(64 * 1024) {
+                            Read::Full if discarded < LINGER_BYTES => discarded += 64 * 1024,
+                            Read::Ok(_) => break,
+                            _ => return self.close(idx, false),
+                        }
                     }
                     conn.rbuf = Vec::new();
                     conn.rpos = 0;
@@ -526,6 +536,7 @@ impl EventLoop {
                             }
                             conn.phase = Phase::Head {
                                 since: Instant::now(),
+                                receiving: false,
                             };
                             conn.release_idle_buffer();
                         }
@@ -555,24 +566,24 @@ impl EventLoop {
 
     fn set_wait_deadline(&mut self, idx: usize) {
         let cfg = &self.shared.rt.config;
-        let (header, body, keepalive) =
-            (cfg.header_timeout, cfg.body_timeout, cfg.keepalive_timeout);
+        let (header, body, keepalive) = (
+            cfg.header_timeout,
+            cfg.body_timeout,
+            cfg.keepalive_timeout,
+        );
         let Some(conn) = self.conn(idx) else {
             return;
         };
-        let idle = conn.rpos == conn.rbuf.len() && conn.requests > 0;
-        if idle {
-            conn.release_idle_buffer();
-        }
-        let d = match &conn.phase {
-            Phase::Head { since } => {
-                if idle {
-                    *since + keepalive
-                } else {
-                    *since + header
-                }
+        let d = match conn.phase {
+            Phase::Head {
+                since,
+                receiving: false,
+            } => {
+                conn.release_idle_buffer();
+                since + keepalive
             }
-            Phase::Body { last_read, .. } => *last_read + body,
+            Phase::Head { since, .. } => since + header,
+            Phase::Body { last_read, .. } => last_read + body,
             _ => return,
         };
         conn.deadline = Some(d);
@@ -587,12 +598,13 @@ impl EventLoop {
             return false;
         };
         match &mut conn.phase {
-            Phase::Head { since } => {
+            Phase::Head { since, receiving } => {
                 if conn.rpos == conn.rbuf.len() {
                     return false;
                 }
-                if conn.requests > 0 && conn.deadline.is_some_and(|d| d > *since) {
+                if !*receiving {
                     // First bytes of a new request on a kept-alive connection.
+                    *receiving = true;
                     *since = Instant::now();
                 }
                 match parse_head(conn.unread(), limits) {
@@ -676,6 +688,7 @@ impl EventLoop {
                     &mut conn.phase,
                     Phase::Head {
                         since: Instant::now(),
+                        receiving: false,
                     },
                 );
                 if let Phase::Body { request, body, .. } = phase {
@@ -879,7 +892,8 @@ impl EventLoop {
             conn.deadline = None;
             match &conn.phase {
                 Phase::Head { .. } => {
-                    if conn.rpos < conn.rbuf.len() || conn.requests == 0 && !conn.rbuf.is_empty() {
+                    // A head that started arriving gets a 408; a silent connection just closes.
+                    if conn.rpos < conn.rbuf.len() {
                         self.refuse(
                             idx,
                             HttpError {

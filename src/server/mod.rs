@@ -234,7 +234,15 @@ impl Server {
         if is_library_thread() {
             return Err(EDEADLK);
         }
-        let running = self.inner.lock().running.take();
+        let running = {
+            let mut inner = self.inner.lock();
+            // Close the listening sockets: a stopped server must refuse connections, not let
+            // them queue in a backlog nobody accepts from.
+            if inner.running.is_some() {
+                inner.listeners.clear();
+            }
+            inner.running.take()
+        };
         if let Some(running) = running {
             Self::shutdown(running, Duration::from_millis(u64::from(grace_ms)));
         }

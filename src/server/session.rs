@@ -207,7 +207,7 @@ impl Session {
 
     /// Loop thread only: hands queued bytes to the kernel.
     fn write_now(&self, st: &mut State) {
-        if st.ended.is_some() || st.out.is_empty() {
+        if st.ended.is_some() {
             return;
         }
         match st.out.write_to(self.fd) {
