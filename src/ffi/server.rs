@@ -247,7 +247,10 @@ pub unsafe extern "C" fn httpsrv_stats_handler(
             .response
             .set_header(b"Content-Type", b"application/json")
             .is_err()
-            || st.response.set_header(b"Cache-Control", b"no-store").is_err()
+            || st
+                .response
+                .set_header(b"Cache-Control", b"no-store")
+                .is_err()
         {
             return -1;
         }

@@ -54,6 +54,8 @@ pub struct Response {
     keep_alive: bool,
     /// The connection must close after this response (short body, close-delimited, refused).
     must_close: bool,
+    /// Bytes of the serialised head, so the access log can report body bytes.
+    head_len: usize,
 }
 
 impl Default for Response {
@@ -72,6 +74,7 @@ impl Default for Response {
             compressor: None,
             keep_alive: false,
             must_close: false,
+            head_len: 0,
         }
     }
 }
@@ -142,6 +145,10 @@ impl Response {
 
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    pub fn head_len(&self) -> usize {
+        self.head_len
     }
 
     /// Body bytes appended and not yet flushed.
@@ -328,7 +335,9 @@ impl Response {
             } else if self.framing == Framing::Length(u64::MAX) {
                 self.framing = Framing::Length(body.len() as u64);
             }
-            out.push(self.head(cx));
+            let head = self.head(cx);
+            self.head_len = head.len();
+            out.push(head);
             self.head_sent = true;
         } else if let Some(c) = self.compressor.as_mut() {
             let mut z = Vec::with_capacity(body.len() / 2 + 64);

@@ -30,6 +30,9 @@ const LISTENER_BASE: usize = usize::MAX - 4096;
 /// Longest a rejected client may keep sending before we close (lingering close).
 const LINGER: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 4096;
+/// Read buffers are lent to connections from a per-loop pool of buffers this large.
+const POOLED_BUFFER: usize = 16 * 1024;
+const MAX_POOLED_BUFFERS: usize = 256;
 /// Most a rejected client may still send while lingering.
 const LINGER_BYTES: usize = 1 << 20;
 
@@ -106,7 +109,10 @@ enum BodyState {
 enum Phase {
     /// Waiting for a request head. While `receiving`, `since` is when it started arriving
     /// (or the connection was accepted); before that, when the connection went idle.
-    Head { since: Instant, receiving: bool },
+    Head {
+        since: Instant,
+        receiving: bool,
+    },
     Body {
         request: Box<Request>,
         body: Vec<u8>,
@@ -149,7 +155,12 @@ impl Conn {
         &self.rbuf[self.rpos..]
     }
 
-    fn read(&mut self, limit: usize) -> Read {
+    fn read(&mut self, limit: usize, pool: &mut Vec<Vec<u8>>) -> Read {
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = pool
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(POOLED_BUFFER));
+        }
         let mut added = 0;
         loop {
             if self.rbuf.len() - self.rpos >= limit {
@@ -198,11 +209,16 @@ impl Conn {
         }
     }
 
-    /// Drops the read buffer while idle, so idle keep-alive connections hold no buffers.
-    fn release_idle_buffer(&mut self) {
-        if self.rpos == self.rbuf.len() {
-            self.rbuf = Vec::new();
+    /// Hands the read buffer back to the loop once everything in it was parsed, so idle
+    /// keep-alive connections hold no buffer and busy ones allocate none per request.
+    fn release_idle_buffer(&mut self, pool: &mut Vec<Vec<u8>>) {
+        if self.rpos == self.rbuf.len() && self.rbuf.capacity() > 0 {
+            let mut buf = std::mem::take(&mut self.rbuf);
             self.rpos = 0;
+            if buf.capacity() <= POOLED_BUFFER * 4 && pool.len() < MAX_POOLED_BUFFERS {
+                buf.clear();
+                pool.push(buf);
+            }
         }
     }
 }
@@ -216,6 +232,7 @@ pub struct EventLoop {
     serial: u32,
     next_sweep: Option<Instant>,
     stop_deadline: Option<Instant>,
+    buffers: Vec<Vec<u8>>,
 }
 
 impl EventLoop {
@@ -250,6 +267,7 @@ impl EventLoop {
             serial: 0,
             next_sweep: None,
             stop_deadline: None,
+            buffers: Vec::new(),
         })
     }
 
@@ -398,11 +416,19 @@ impl EventLoop {
         self.conns.get_mut(idx).and_then(Option::as_mut)
     }
 
+    /// A connection together with the loop's buffer pool.
+    fn conn_pool(&mut self, idx: usize) -> Option<(&mut Conn, &mut Vec<Vec<u8>>)> {
+        let conn = self.conns.get_mut(idx).and_then(Option::as_mut)?;
+        Some((conn, &mut self.buffers))
+    }
+
     fn close(&mut self, idx: usize, reset: bool) {
         let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        conn.rpos = conn.rbuf.len();
+        conn.release_idle_buffer(&mut self.buffers);
         if reset {
             // SO_LINGER 0: close() sends a reset instead of a graceful FIN.
             let linger = libc::linger {
@@ -427,7 +453,7 @@ impl EventLoop {
 
     fn on_event(&mut self, idx: usize, readable: bool) {
         let limit = self.read_limit();
-        let Some(conn) = self.conn(idx) else {
+        let Some((conn, pool)) = self.conn_pool(idx) else {
             return;
         };
         if readable {
@@ -435,7 +461,7 @@ impl EventLoop {
                 Phase::Active(ref s) => {
                     // Read ahead (pipelining) and notice a client that left while we work.
                     let s = s.clone();
-                    match conn.read(limit) {
+                    match conn.read(limit, pool) {
                         Read::Eof => s.fail(EPIPE),
                         Read::Failed(e) => s.fail(if e == EPIPE { EPIPE } else { ECONNRESET }),
                         Read::Ok(_) | Read::Full => {}
@@ -449,14 +475,13 @@ impl EventLoop {
                     let mut discarded = 0;
                     loop {
                         conn.rpos = conn.rbuf.len();
-                        match conn.read(64 * 1024) {
+                        match conn.read(64 * 1024, pool) {
                             Read::Full if discarded < LINGER_BYTES => discarded += 64 * 1024,
                             Read::Ok(_) => break,
                             _ => return self.close(idx, false),
                         }
                     }
-                    conn.rbuf = Vec::new();
-                    conn.rpos = 0;
+                    conn.release_idle_buffer(pool);
                     return;
                 }
                 _ => {}
@@ -485,7 +510,7 @@ impl EventLoop {
         loop {
             let stopping = self.stop_deadline.is_some();
             let cfg_send_timeout = self.rt().config.send_timeout;
-            let Some(conn) = self.conn(idx) else {
+            let Some((conn, pool)) = self.conn_pool(idx) else {
                 return;
             };
             if !conn.direct.is_empty() {
@@ -538,7 +563,7 @@ impl EventLoop {
                                 since: Instant::now(),
                                 receiving: false,
                             };
-                            conn.release_idle_buffer();
+                            conn.release_idle_buffer(pool);
                         }
                     }
                 }
@@ -546,10 +571,10 @@ impl EventLoop {
                     if self.parse(idx, &limits) {
                         continue;
                     }
-                    let Some(conn) = self.conn(idx) else {
+                    let Some((conn, pool)) = self.conn_pool(idx) else {
                         return;
                     };
-                    match conn.read(limit) {
+                    match conn.read(limit, pool) {
                         Read::Ok(0) | Read::Full => return self.set_wait_deadline(idx),
                         Read::Ok(_) => {}
                         Read::Eof | Read::Failed(_) => {
@@ -566,12 +591,9 @@ impl EventLoop {
 
     fn set_wait_deadline(&mut self, idx: usize) {
         let cfg = &self.shared.rt.config;
-        let (header, body, keepalive) = (
-            cfg.header_timeout,
-            cfg.body_timeout,
-            cfg.keepalive_timeout,
-        );
-        let Some(conn) = self.conn(idx) else {
+        let (header, body, keepalive) =
+            (cfg.header_timeout, cfg.body_timeout, cfg.keepalive_timeout);
+        let Some((conn, pool)) = self.conn_pool(idx) else {
             return;
         };
         let d = match conn.phase {
@@ -579,7 +601,7 @@ impl EventLoop {
                 since,
                 receiving: false,
             } => {
-                conn.release_idle_buffer();
+                conn.release_idle_buffer(pool);
                 since + keepalive
             }
             Phase::Head { since, .. } => since + header,

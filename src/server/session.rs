@@ -343,10 +343,11 @@ impl Session {
         Ok(())
     }
 
-    /// Status and bytes sent, for the access log.
+    /// Status and body bytes sent (without the head), for the access log.
     pub fn log_facts(&self) -> (u16, u64) {
         let st = self.state.lock();
-        (st.response.status(), st.bytes_sent)
+        let head = st.response.head_len() as u64;
+        (st.response.status(), st.bytes_sent.saturating_sub(head))
     }
 
     pub fn data(&self) -> *mut c_void {
