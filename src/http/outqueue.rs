@@ -59,6 +59,22 @@ impl OutQueue {
         self.back_is_small = true;
     }
 
+    /// Moves everything queued in `other` to the back of this queue, without copying.
+    pub fn append(&mut self, other: &mut OutQueue) {
+        if other.is_empty() {
+            return;
+        }
+        if other.front_offset > 0 {
+            if let Some(front) = other.segments.front_mut() {
+                front.drain(..other.front_offset);
+            }
+        }
+        self.len += other.len;
+        self.segments.append(&mut other.segments);
+        self.back_is_small = other.back_is_small;
+        other.clear();
+    }
+
     /// Drops everything queued.
     pub fn clear(&mut self) {
         self.segments.clear();

@@ -2,11 +2,15 @@
 //! ambiguous about where a message ends is refused, because a front proxy that reads it differently
 //! would let a client smuggle a second request past it.
 //!
+//! httparse tokenizes the head (request line, field lines) and checks the byte classes it shares
+//! with RFC 9112; `parse_head` adds the rules httparse leaves out (see its documentation).
+//!
 //! A parsed head is copied into one owned buffer in which every string is NUL-terminated, so the
 //! same bytes serve the Rust accessors (slices) and the C accessors (pointers that stay put while
 //! the `Request` lives, because the heap block of a `Vec` never moves when its owner does).
 
 use libc::c_char;
+use std::mem::MaybeUninit;
 
 /// Size limits of a request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,14 +241,12 @@ impl Request {
     }
 }
 
-/// Byte classes, looked up in one table: the per-byte checks are the hot loop of parsing.
+/// Byte classes of the checks httparse leaves to us, looked up in one table.
 const TCHAR: u8 = 1;
-/// field-vchar, SP and HTAB: everything but controls (CR, LF, NUL, ...) and DEL.
-const FIELD: u8 = 2;
 /// VCHAR, the bytes of a request-target.
-const VISIBLE: u8 = 4;
+const VISIBLE: u8 = 2;
 /// Bytes of uri-host [":" port]: reg-name, IP literals in brackets, percent-encoding.
-const HOST: u8 = 8;
+const HOST: u8 = 4;
 
 static CLASS: [u8; 256] = byte_classes();
 
@@ -275,9 +277,6 @@ const fn byte_classes() -> [u8; 256] {
             )
         {
             c |= TCHAR;
-        }
-        if b == b'\t' || (b >= 0x20 && b != 0x7f) {
-            c |= FIELD;
         }
         if b >= 0x21 && b <= 0x7e {
             c |= VISIBLE;
@@ -317,10 +316,6 @@ fn all_in(s: &[u8], class: u8) -> bool {
     s.iter().all(|&b| CLASS[b as usize] & class != 0)
 }
 
-fn is_tchar(b: u8) -> bool {
-    CLASS[b as usize] & TCHAR != 0
-}
-
 fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && all_in(s, TCHAR)
 }
@@ -339,29 +334,6 @@ fn find_byte(s: &[u8], b: u8) -> Option<usize> {
     s.iter().position(|&c| c == b)
 }
 
-/// Position of the first LF, eight bytes at a time: line ends are searched over the whole head.
-fn find_lf(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const PATTERN: u64 = LO * b'\n' as u64;
-    let mut chunks = s.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        // A zero byte in `x` is an LF in the chunk. The lowest flagged byte is always a true
-        // match (a borrow only spreads upwards), hence little-endian and trailing_zeros.
-        let x = u64::from_le_bytes(bytes) ^ PATTERN;
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(base + (found.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    find_byte(&s[base..], b'\n').map(|i| base + i)
-}
-
 /// A line without its LF, and without the CR before it if there is one. Any other CR is left in
 /// place for the byte checks to refuse.
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -371,13 +343,92 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     }
 }
 
+/// Header slots on the stack: a head with more fields than this (rare: browsers send 10 to 20)
+/// is tokenized a second time into slots on the heap, up to `Limits::max_headers`.
+const STACK_HEADERS: usize = 32;
+
+type Slot<'b> = MaybeUninit<httparse::Header<'b>>;
+
+/// A head as httparse tokenized it: request line split, field lines split at the colon, values
+/// trimmed of SP/HTAB, every byte class of RFC 9112 checked except those noted in `parse_head`.
+struct Tokens<'b, 'h> {
+    method: &'b [u8],
+    target: &'b [u8],
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    minor: u8,
+    fields: &'h [httparse::Header<'b>],
+    /// Bytes through the final empty line.
+    len: usize,
+}
+
+/// Runs httparse over `input` (which starts at the request line) with the strict default
+/// configuration: single SP in the request line, no obs-fold, no whitespace before a colon or
+/// before the first field. `Err` carries whether the method was complete, for the log text.
+fn tokenize<'b, 'h>(
+    input: &'b [u8],
+    slots: &'h mut [Slot<'b>],
+) -> Result<Option<Tokens<'b, 'h>>, (httparse::Error, bool)> {
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(input, slots) {
+        Ok(httparse::Status::Complete(len)) => match (req.method, req.path, req.version) {
+            (Some(method), Some(target), Some(minor)) => Ok(Some(Tokens {
+                method: method.as_bytes(),
+                target: target.as_bytes(),
+                minor,
+                fields: req.headers,
+                len,
+            })),
+            // httparse sets all three before it reports a complete head.
+            _ => Err((httparse::Error::Token, true)),
+        },
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err((e, req.method.is_some())),
+    }
+}
+
+/// obs-text in the target of a complete request line (it ends at the first LF of `input`), which
+/// httparse lets through: checked as soon as the line is complete, like the other request-line
+/// rules, rather than when the head is.
+fn target_fault(input: &[u8]) -> Option<HttpError> {
+    let lf = find_byte(input, b'\n')?;
+    // The method and version are ASCII already, so any other byte is in the target.
+    (!input[..lf].is_ascii()).then_some(bad("invalid byte in request target"))
+}
+
+/// For a head httparse needs more bytes of: Ok(None), or an error that more bytes cannot cure
+/// (the limit: 414 while the request line is unfinished, 431 after).
+fn incomplete(
+    input: &[u8],
+    buf_len: usize,
+    max: usize,
+) -> Result<Option<(Request, usize)>, HttpError> {
+    if let Some(e) = target_fault(input) {
+        Err(e)
+    } else if buf_len < max {
+        Ok(None)
+    } else if find_byte(input, b'\n').is_none() {
+        Err(HttpError::new(414, "request line too long"))
+    } else {
+        Err(HttpError::new(431, "request head too large"))
+    }
+}
+
 /// Parses one request head from the start of `buf`.
 /// Ok(None): incomplete so far and still within limits (caller reads more and calls again with the longer buffer).
 /// Ok(Some((req, n))): `n` bytes consumed (the head); the body, if any, follows in buf[n..].
+///
+/// httparse does the tokenizing and the byte-class checks it shares with RFC 9112 (token method
+/// and field names, single SP separators, target bytes, field-value bytes without CTLs or DEL,
+/// CRLF or bare LF line ends, no bare CR, no obs-fold, no whitespace before a colon, the field
+/// count). On top of it: the size limit on incomplete heads (414/431), at most
+/// `MAX_LEADING_EMPTY_LINES` leading empty lines, 505 for a well-formed HTTP version other than
+/// 1.0 and 1.1 (httparse only tells "not 1.0 or 1.1"), targets of visible ASCII only (httparse
+/// lets through obs-text) in a form that suits the method, exactly one valid Host on HTTP/1.1 and
+/// at most one on 1.0, and the Content-Length/Transfer-Encoding framing rules.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, HttpError> {
     let max = limits.max_header_bytes;
 
-    // Leading empty lines.
+    // Leading empty lines: httparse skips any number, we allow a few.
     let mut start = 0;
     let mut skipped = 0;
     loop {
@@ -400,59 +451,62 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)
     // Nothing past `max` can belong to an acceptable head, so never look further: this also keeps
     // the cost of a call bounded when the caller hands a buffer holding a body or later requests.
     let window = &buf[..buf.len().min(max)];
+    let input = window.get(start..).unwrap_or_default();
 
-    // Request line.
-    let rl_end = match window.get(start..).and_then(find_lf) {
-        Some(i) => start + i,
-        None => {
-            if buf.len() >= max {
-                return Err(HttpError::new(414, "request line too long"));
-            }
-            // Refuse early what cannot become a request line (a TLS handshake, say), rather than
-            // waiting for the limit or the timeout.
-            let partial = &buf[start..];
-            let method_part = &partial[..find_byte(partial, b' ').unwrap_or(partial.len())];
-            if !all_in(method_part, TCHAR) {
-                return Err(bad("invalid method"));
-            }
-            return Ok(None);
+    let mut stack: [Slot<'_>; STACK_HEADERS] = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+    let mut heap: Vec<Slot<'_>> = Vec::new();
+    let tokens = match tokenize(input, &mut stack[..limits.max_headers.min(STACK_HEADERS)]) {
+        Err((httparse::Error::TooManyHeaders, _)) if limits.max_headers > STACK_HEADERS => {
+            // A field line takes at least 3 bytes ("X:\n"), so more slots than this never fill.
+            heap.resize_with(
+                limits.max_headers.min(input.len() / 3 + 1),
+                MaybeUninit::uninit,
+            );
+            tokenize(input, &mut heap)
+        }
+        other => other,
+    };
+    let t = match tokens {
+        Ok(Some(t)) => t,
+        Ok(None) => return incomplete(input, buf.len(), max),
+        Err((e, method_done)) => {
+            return Err(match e {
+                httparse::Error::TooManyHeaders => {
+                    target_fault(input).unwrap_or(HttpError::new(431, "too many header fields"))
+                }
+                httparse::Error::Version => {
+                    // 505 or 400 depends on the whole version, so wait for the end of the line.
+                    let Some(lf) = find_byte(input, b'\n') else {
+                        return incomplete(input, buf.len(), max);
+                    };
+                    match parse_request_line(strip_cr(&input[..lf])) {
+                        Err(e) => e,
+                        Ok(_) => bad("malformed request line"),
+                    }
+                }
+                httparse::Error::Token if method_done => bad("malformed request line"),
+                httparse::Error::Token => bad("invalid method"),
+                httparse::Error::NewLine => bad("invalid line ending"),
+                httparse::Error::HeaderName => bad("invalid header line"),
+                httparse::Error::HeaderValue => bad("invalid byte in header value"),
+                httparse::Error::Status => bad("malformed request"),
+            });
         }
     };
-    let line = strip_cr(&buf[start..rl_end]);
-    let (method, target, version) = parse_request_line(line)?;
-
-    // Find the end of the head, counting field lines.
-    let mut line_start = rl_end + 1;
-    let mut nfields = 0usize;
-    let head_end = loop {
-        match window.get(line_start) {
-            Some(b'\n') => break line_start + 1,
-            Some(b'\r') => match window.get(line_start + 1) {
-                Some(b'\n') => break line_start + 2,
-                Some(_) => return Err(bad("bare CR in header section")),
-                None => {}
-            },
-            _ => {}
-        }
-        match window.get(line_start..).and_then(find_lf) {
-            Some(i) => {
-                nfields += 1;
-                if nfields > limits.max_headers {
-                    return Err(HttpError::new(431, "too many header fields"));
-                }
-                line_start += i + 1;
-            }
-            None => {
-                if buf.len() >= max {
-                    return Err(HttpError::new(431, "request head too large"));
-                }
-                return Ok(None);
-            }
-        }
+    let head_end = start + t.len;
+    let (method, target) = (t.method, t.target);
+    let version = match t.minor {
+        0 => 10,
+        1 => 11,
+        _ => return Err(HttpError::new(505, "HTTP version not supported")),
     };
+    // httparse takes obs-text (bytes >= 0x80) in a target; RFC 9112 does not.
+    if !target.is_ascii() {
+        return Err(bad("invalid byte in request target"));
+    }
 
     // Offsets are u32; a head this large was refused by any sane limit already.
-    let capacity = head_end + target.len() + 5 + 2 * nfields;
+    let capacity = head_end + target.len() + 5 + 2 * t.fields.len();
     if u32::try_from(capacity).is_err() {
         return Err(HttpError::new(431, "request head too large"));
     }
@@ -466,7 +520,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)
     let path_span = b.push(path);
     let query_span = b.push(query);
 
-    let mut fields = Vec::with_capacity(nfields);
+    let mut fields = Vec::with_capacity(t.fields.len());
     let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
     let mut te = TransferEncoding::default();
@@ -474,18 +528,9 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
 
-    let mut pos = rl_end + 1;
-    while pos < head_end {
-        let rest = &buf[pos..head_end];
-        let len = find_lf(rest).unwrap_or(rest.len());
-        let line = strip_cr(&rest[..len]);
-        pos += len + 1;
-        if line.is_empty() {
-            // The final empty line.
-            break;
-        }
-        let (name, value) = parse_field_line(line)?;
-
+    for field in t.fields {
+        // Trimmed of SP/HTAB by httparse.
+        let (name, value) = (field.name.as_bytes(), field.value);
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 hosts += 1;
@@ -671,54 +716,6 @@ fn split_target<'a>(method: &[u8], target: &'a [u8]) -> Result<(&'a [u8], &'a [u
             Ok((if path.is_empty() { b"/" } else { path }, query))
         }
     }
-}
-
-/// Splits and checks one field line (line ending removed, not empty).
-fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
-    if matches!(line.first(), Some(b' ' | b'\t')) {
-        return Err(bad("obsolete line folding"));
-    }
-    // One pass over the name: tchars up to the colon.
-    let colon = line
-        .iter()
-        .position(|&b| !is_tchar(b))
-        .ok_or(bad("header line without colon"))?;
-    if line[colon] != b':' {
-        return Err(bad(if find_byte(line, b':').is_some() {
-            "invalid header name"
-        } else {
-            "header line without colon"
-        }));
-    }
-    if colon == 0 {
-        return Err(bad("empty header name"));
-    }
-    let value = trim_ows(&line[colon + 1..]);
-    if !is_field_value(value) {
-        return Err(bad("invalid byte in header value"));
-    }
-    Ok((&line[..colon], value))
-}
-
-/// Whether every byte is a field-vchar, SP or HTAB: eight at a time, since values are most of a
-/// head. A word with a control byte, DEL or HTAB goes through the table instead.
-fn is_field_value(s: &[u8]) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = s.chunks_exact(8);
-    for chunk in &mut chunks {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            return false;
-        };
-        let w = u64::from_le_bytes(bytes);
-        // Some byte < 0x20 (bytes >= 0x80 are never flagged), or some byte == 0x7f.
-        let low = w.wrapping_sub(LO * 0x20) & !w & HI;
-        let del = (w ^ (LO * 0x7f)).wrapping_sub(LO) & !(w ^ (LO * 0x7f)) & HI;
-        if (low | del) != 0 && !all_in(chunk, FIELD) {
-            return false;
-        }
-    }
-    all_in(chunks.remainder(), FIELD)
 }
 
 /// Content-Length: 1*DIGIT, possibly repeated (in several fields or a comma list) as long as every
@@ -1319,6 +1316,119 @@ mod tests {
         let req = parse_ok(buf.as_bytes());
         assert_eq!(req.target().len(), 8000);
         assert_eq!(req.path(), target);
+    }
+
+    #[test]
+    fn bytes_at_every_position_of_long_lines() {
+        // httparse checks targets, names and values 8, 16 or 32 bytes at a time: put each byte in
+        // every lane of several blocks, with enough bytes after it for the widest block.
+        let line = |pos: usize, byte: u8| {
+            let mut s = vec![b'a'; 80];
+            s[pos] = byte;
+            s
+        };
+        let head = |parts: &[&[u8]]| parts.concat();
+        for pos in 0..80 {
+            for byte in [0x00u8, 0x01, b'\t', b' ', 0x7f, 0x80, 0xc3, 0xff] {
+                let buf = head(&[b"GET /", &line(pos, byte), b" HTTP/1.1\r\nHost: h\r\n\r\n"]);
+                assert_eq!(status_with(&buf, &LIMITS), 400, "target {byte:#x} at {pos}");
+            }
+            // obs-text that is valid UTF-8 is still not a target byte.
+            let mut target = line(pos, 0xc3);
+            target.insert(pos + 1, 0xa9);
+            let buf = head(&[b"GET /", &target, b" HTTP/1.1\r\nHost: h\r\n\r\n"]);
+            assert_eq!(status_with(&buf, &LIMITS), 400, "target U+00E9 at {pos}");
+            for byte in [b'!', b'"', b'{', b'~'] {
+                let target = line(pos, byte);
+                let buf = head(&[b"GET /", &target, b" HTTP/1.1\r\nHost: h\r\n\r\n"]);
+                assert_eq!(parse_ok(&buf).target().as_bytes()[1..], target[..]);
+            }
+
+            for byte in [
+                0x00u8, 0x01, b'\t', b' ', b'"', b'(', b'/', 0x7f, 0x80, 0xff,
+            ] {
+                let buf = head(&[
+                    b"GET / HTTP/1.1\r\nHost: h\r\n",
+                    &line(pos, byte),
+                    b": v\r\n\r\n",
+                ]);
+                assert_eq!(status_with(&buf, &LIMITS), 400, "name {byte:#x} at {pos}");
+            }
+            for byte in [b'!', b'-', b'|', b'~'] {
+                let name = line(pos, byte);
+                let buf = head(&[b"GET / HTTP/1.1\r\nHost: h\r\n", &name, b": v\r\n\r\n"]);
+                assert_eq!(parse_ok(&buf).header_at(1), Some((&name[..], &b"v"[..])));
+            }
+
+            for byte in [0x00u8, 0x01, 0x0b, b'\r', 0x1f, 0x7f] {
+                let buf = head(&[
+                    b"GET / HTTP/1.1\r\nHost: h\r\nX: !",
+                    &line(pos, byte),
+                    b"!\r\n\r\n",
+                ]);
+                assert_eq!(status_with(&buf, &LIMITS), 400, "value {byte:#x} at {pos}");
+            }
+            for byte in [b'\t', b' ', b'~', 0x80, 0xff] {
+                let value = head(&[b"!", &line(pos, byte), b"!"]);
+                let buf = head(&[b"GET / HTTP/1.1\r\nHost: h\r\nX: ", &value, b"\r\n\r\n"]);
+                assert_eq!(parse_ok(&buf).header(b"x"), Some(&value[..]));
+            }
+        }
+    }
+
+    #[test]
+    fn many_fields() {
+        // Up to 32 fields are tokenized into slots on the stack, more into slots on the heap.
+        // (max_headers, fields including Host, expected status)
+        let cases: &[(usize, usize, u16)] = &[
+            (100, 31, 0),
+            (100, 32, 0),
+            (100, 33, 0),
+            (100, 34, 0),
+            (100, 100, 0),
+            (100, 101, 431),
+            (100, 250, 431),
+            (32, 32, 0),
+            (32, 33, 431),
+            (33, 33, 0),
+            (33, 34, 431),
+            (3, 3, 0),
+            (3, 4, 431),
+            (1, 1, 0),
+            (1, 2, 431),
+            (usize::MAX, 300, 0),
+        ];
+        for &(max_headers, count, want) in cases {
+            let limits = Limits {
+                max_header_bytes: 16384,
+                max_headers,
+            };
+            let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+            for i in 1..count {
+                buf.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+            }
+            buf.extend_from_slice(b"\r\n");
+            assert_eq!(status_with(&buf, &limits), want, "{max_headers} {count}");
+            check_incremental(&buf, &limits);
+            if want == 0 {
+                let (req, _) = parse_head(&buf, &limits).unwrap().unwrap();
+                assert_eq!(req.header_count(), count);
+                let last = format!("{}", count - 1);
+                let name = format!("X-{last}");
+                let want_last = if count == 1 {
+                    (&b"Host"[..], &b"h"[..])
+                } else {
+                    (name.as_bytes(), last.as_bytes())
+                };
+                assert_eq!(req.header_at(count - 1), Some(want_last));
+            }
+        }
+        let zero = Limits {
+            max_header_bytes: 16384,
+            max_headers: 0,
+        };
+        assert_eq!(status_with(b"GET / HTTP/1.0\r\n\r\n", &zero), 0);
+        assert_eq!(status_with(b"GET / HTTP/1.0\r\nX: 1\r\n\r\n", &zero), 431);
     }
 
     #[test]

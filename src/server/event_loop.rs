@@ -30,6 +30,10 @@ const LISTENER_BASE: usize = usize::MAX - 4096;
 /// Longest a rejected client may keep sending before we close (lingering close).
 const LINGER: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 4096;
+/// Requests one connection may start before other connections get their turn.
+const TURN_REQUESTS: usize = 32;
+/// Batched responses are sent early once this many bytes wait.
+const DIRECT_HIGH_WATER: usize = 64 * 1024;
 /// Read buffers are lent to connections from a per-loop pool of buffers this large.
 const POOLED_BUFFER: usize = 16 * 1024;
 const MAX_POOLED_BUFFERS: usize = 256;
@@ -188,9 +192,15 @@ impl Conn {
                 )
             };
             if n > 0 {
+                let short = (n as usize) < spare.len();
                 // SAFETY: the kernel initialised n bytes.
                 unsafe { self.rbuf.set_len(self.rbuf.len() + n as usize) };
                 added += n as usize;
+                if short {
+                    // A short read emptied the socket; with edge-triggered polling any later
+                    // data raises a new event, so another recv would only return EAGAIN.
+                    return Read::Ok(added);
+                }
                 continue;
             }
             if n == 0 {
@@ -233,6 +243,8 @@ pub struct EventLoop {
     next_sweep: Option<Instant>,
     stop_deadline: Option<Instant>,
     buffers: Vec<Vec<u8>>,
+    /// Connections that used up their turn with work left; served after the next poll.
+    deferred: Vec<ConnKey>,
 }
 
 impl EventLoop {
@@ -268,6 +280,7 @@ impl EventLoop {
             next_sweep: None,
             stop_deadline: None,
             buffers: Vec::new(),
+            deferred: Vec::new(),
         })
     }
 
@@ -284,9 +297,12 @@ impl EventLoop {
         super::mark_library_thread();
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self
-                .next_sweep
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = if self.deferred.is_empty() {
+                self.next_sweep
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != ErrorKind::Interrupted {
                     self.rt().log_error(&format!("event loop poll failed: {e}"));
@@ -303,6 +319,11 @@ impl EventLoop {
                     let idx = token.0;
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                     self.guarded(idx, |lp| lp.on_event(idx, readable));
+                }
+            }
+            for key in std::mem::take(&mut self.deferred) {
+                if let Some(idx) = self.find(key) {
+                    self.guarded(idx, |lp| lp.advance(idx));
                 }
             }
             if self.next_sweep.is_some_and(|t| Instant::now() >= t) {
@@ -325,7 +346,9 @@ impl EventLoop {
                 if let Phase::Active(s) = &conn.phase {
                     s.fail(ECONNRESET);
                     let s = s.clone();
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.drive()));
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        s.drive(&mut OutQueue::default())
+                    }));
                 }
             }
             self.close(idx, true);
@@ -501,41 +524,66 @@ impl EventLoop {
         }
     }
 
-    /// The connection's state machine: write, drive the session, parse, dispatch, repeat.
+    /// Sends the connection's own queue (library responses and batched pipelined responses).
+    /// True when it is empty afterwards; on failure the connection is closed.
+    fn write_direct(&mut self, idx: usize) -> Option<bool> {
+        let send_timeout = self.shared.rt.config.send_timeout;
+        let conn = self.conns.get_mut(idx).and_then(Option::as_mut)?;
+        if conn.direct.is_empty() {
+            return Some(true);
+        }
+        match conn.direct.write_to(conn.stream.as_raw_fd()) {
+            Ok(n) => {
+                if n > 0 {
+                    conn.direct_progress = Instant::now();
+                    self.shared
+                        .bytes_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                if conn.direct.is_empty() {
+                    return Some(true);
+                }
+                let d = conn.direct_progress + send_timeout;
+                conn.deadline = Some(d);
+                self.schedule(d);
+                Some(false)
+            }
+            Err(_) => {
+                self.close(idx, false);
+                None
+            }
+        }
+    }
+
+    /// The connection's state machine: drive the session, parse, dispatch, write, repeat.
     fn advance(&mut self, idx: usize) {
         let limit = self.read_limit();
         let limits = self.limits();
         let rt = self.shared.rt.clone();
-        let this_loop = self.shared.clone();
+        let mut served = 0;
         loop {
             let stopping = self.stop_deadline.is_some();
-            let cfg_send_timeout = self.rt().config.send_timeout;
+            let Some(conn) = self.conn(idx) else {
+                return;
+            };
+            // Batched output goes out when the batch ends (below), when it grows large, or
+            // before closing; a client that does not read stops us parsing more requests.
+            let closing = matches!(conn.phase, Phase::Closing { .. });
+            if (closing || conn.direct.len() >= DIRECT_HIGH_WATER)
+                && self.write_direct(idx) != Some(true)
+            {
+                return;
+            }
             let Some((conn, pool)) = self.conn_pool(idx) else {
                 return;
             };
-            if !conn.direct.is_empty() {
-                match conn.direct.write_to(conn.stream.as_raw_fd()) {
-                    Ok(n) => {
-                        if n > 0 {
-                            conn.direct_progress = Instant::now();
-                            this_loop.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                        if !conn.direct.is_empty() {
-                            let d = conn.direct_progress + cfg_send_timeout;
-                            conn.deadline = Some(d);
-                            return self.schedule(d);
-                        }
-                    }
-                    Err(_) => return self.close(idx, false),
-                }
-            }
             match &mut conn.phase {
                 Phase::Closing { linger_until } => {
                     if linger_until.is_some() {
                         return;
                     }
                     // Half-close and keep reading for a while, so a client still sending
-                    // its request reads our error response instead of a reset.
+                    // its request reads our response instead of a reset.
                     let _ = conn.stream.shutdown(std::net::Shutdown::Write);
                     let until = Instant::now() + LINGER;
                     *linger_until = Some(until);
@@ -546,7 +594,11 @@ impl EventLoop {
                 }
                 Phase::Active(s) => {
                     let s = s.clone();
-                    match s.drive() {
+                    match s.drive(&mut conn.direct) {
+                        Progress::Held => match self.write_direct(idx) {
+                            Some(true) => s.unhold(),
+                            _ => return,
+                        },
                         Progress::Busy => {
                             conn.deadline = s.send_deadline();
                             if let Some(d) = conn.deadline {
@@ -556,8 +608,15 @@ impl EventLoop {
                         }
                         Progress::Ended { keep_alive, reset } => {
                             rt.access_log(&s, &conn.peer);
-                            if reset || !keep_alive || stopping {
-                                return self.close(idx, reset);
+                            if reset {
+                                return self.close(idx, true);
+                            }
+                            if !keep_alive || stopping {
+                                if conn.direct.is_empty() {
+                                    return self.close(idx, false);
+                                }
+                                conn.phase = Phase::Closing { linger_until: None };
+                                continue;
                             }
                             conn.phase = Phase::Head {
                                 since: Instant::now(),
@@ -568,6 +627,14 @@ impl EventLoop {
                     }
                 }
                 Phase::Head { .. } | Phase::Body { .. } => {
+                    if served >= TURN_REQUESTS {
+                        // Fairness: a client that keeps requests coming waits for its next turn.
+                        let key = conn.key;
+                        self.deferred.push(key);
+                        self.write_direct(idx);
+                        return;
+                    }
+                    served += 1;
                     if self.parse(idx, &limits) {
                         continue;
                     }
@@ -575,12 +642,24 @@ impl EventLoop {
                         return;
                     };
                     match conn.read(limit, pool) {
-                        Read::Ok(0) | Read::Full => return self.set_wait_deadline(idx),
+                        Read::Ok(0) | Read::Full => {
+                            // The batch is over: send what it produced in one go.
+                            if self.write_direct(idx) == Some(true) {
+                                self.set_wait_deadline(idx);
+                            }
+                            return;
+                        }
                         Read::Ok(_) => {}
                         Read::Eof | Read::Failed(_) => {
                             // Whatever arrived before the end may still be a whole request.
                             if !self.parse(idx, &limits) {
-                                return self.close(idx, false);
+                                if let Some(c) = self.conn(idx) {
+                                    c.phase = Phase::Closing { linger_until: None };
+                                }
+                                if self.write_direct(idx) == Some(true) {
+                                    self.close(idx, false);
+                                }
+                                return;
                             }
                         }
                     }
@@ -800,8 +879,11 @@ impl EventLoop {
             }
             Match::Found(route) => {
                 let fd = conn.stream.as_raw_fd();
+                // More pipelined requests wait, or earlier responses are still batched: hold
+                // this response so the batch leaves in one send, in order.
+                let hold = conn.rpos < conn.rbuf.len() || !conn.direct.is_empty();
                 let Some(session) = Session::create(
-                    &lp, conn.key, fd, request, body, conn.peer, keep_alive, true,
+                    &lp, conn.key, fd, request, body, conn.peer, keep_alive, hold,
                 ) else {
                     self.write_simple(idx, 503, None, false, false);
                     return;
@@ -900,7 +982,7 @@ impl EventLoop {
                     _ => None,
                 };
                 if let Some(s) = s {
-                    s.drive();
+                    s.drive(&mut OutQueue::default());
                 }
                 self.close(idx, false);
                 continue;
@@ -964,7 +1046,7 @@ impl EventLoop {
             if let Some(Phase::Active(s)) = self.conns[idx].as_ref().map(|c| &c.phase) {
                 let s = s.clone();
                 s.fail(ECANCELED);
-                s.drive();
+                s.drive(&mut OutQueue::default());
             }
             self.close(idx, false);
         }

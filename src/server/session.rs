@@ -57,6 +57,10 @@ pub struct State {
     pub must_reset: bool,
     /// The handler failed after the head went out: drain what was flushed, then close.
     truncated: bool,
+    /// The connection has earlier output to send first (pipelining): keep ours queued. A
+    /// response finished while held is handed to the connection's queue whole, so a batch of
+    /// pipelined responses leaves in one send.
+    hold: bool,
 }
 
 // The raw pointers are the module's opaque userdata, handed back to it unchanged.
@@ -80,6 +84,8 @@ pub struct Session {
 pub enum Progress {
     /// Still running: waiting for the handler, a flush, or the socket.
     Busy,
+    /// Still running and held: the connection should send its earlier output, then `unhold`.
+    Held,
     /// Ended and released by the loop: keep the connection for the next request, or close it.
     Ended { keep_alive: bool, reset: bool },
 }
@@ -109,7 +115,7 @@ impl Session {
         body: Vec<u8>,
         peer: SocketAddr,
         keep_alive: bool,
-        handler_running: bool,
+        hold: bool,
     ) -> Option<Arc<Session>> {
         let mut made = None;
         handles::insert(lp.id, |handle| {
@@ -129,7 +135,7 @@ impl Session {
                     bytes_sent: 0,
                     last_progress: Instant::now(),
                     ended: None,
-                    handler_running,
+                    handler_running: true,
                     pending_posts: 0,
                     close_fn: None,
                     close_userdata: std::ptr::null_mut(),
@@ -140,6 +146,7 @@ impl Session {
                     wake_queued: false,
                     must_reset: false,
                     truncated: false,
+                    hold,
                 }),
                 cond: Condvar::new(),
             });
@@ -207,7 +214,7 @@ impl Session {
 
     /// Loop thread only: hands queued bytes to the kernel.
     fn write_now(&self, st: &mut State) {
-        if st.ended.is_some() {
+        if st.ended.is_some() || st.hold {
             return;
         }
         match st.out.write_to(self.fd) {
@@ -408,6 +415,11 @@ impl Session {
         }
     }
 
+    /// Loop thread: the connection's earlier output is out; write our own from now on.
+    pub fn unhold(&self) {
+        self.state.lock().hold = false;
+    }
+
     /// Loop thread: ends the session from the connection side (client gone, timeout, stop).
     pub fn fail(&self, reason: c_int) {
         let mut st = self.state.lock();
@@ -431,11 +443,18 @@ impl Session {
 
     /// Loop thread: writes what is queued, runs finished async flushes' callbacks, and once the
     /// session has ended runs its close callback and lets go of it.
-    pub fn drive(&self) -> Progress {
+    pub fn drive(&self, conn_out: &mut OutQueue) -> Progress {
         let handle = self.c_handle();
         loop {
             let mut st = self.state.lock();
             st.wake_queued = false;
+            if st.hold && st.ended.is_none() && st.response.finished() {
+                // Hand the whole response to the connection, behind the earlier ones.
+                conn_out.append(&mut st.out);
+                st.bytes_sent = st.queued_total;
+                let reason = if st.truncated { ECANCELED } else { 0 };
+                self.end(&mut st, reason);
+            }
             self.write_now(&mut st);
             let mut ready = Vec::new();
             while let Some(f) = st.async_flushes.front() {
@@ -465,7 +484,11 @@ impl Session {
                 continue;
             }
             let Some(reason) = st.ended else {
-                return Progress::Busy;
+                return if st.hold {
+                    Progress::Held
+                } else {
+                    Progress::Busy
+                };
             };
             if !st.close_done {
                 let f = st.close_fn.take();
