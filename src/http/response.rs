@@ -6,7 +6,7 @@ use std::ffi::c_int;
 
 use super::compress::{self, Coding, Compressor};
 use super::outqueue::OutQueue;
-use super::{date, status};
+use super::{date, is_token, status};
 use crate::errors::{EALREADY, EINVAL, EMSGSIZE, ENOBUFS, ENOENT};
 use crate::ffi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
 
@@ -77,12 +77,6 @@ impl Default for Response {
             head_len: 0,
         }
     }
-}
-
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
 }
 
 fn valid_value(v: &[u8]) -> bool {

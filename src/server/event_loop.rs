@@ -919,16 +919,7 @@ impl EventLoop {
                     task,
                     userdata,
                 } => {
-                    // SAFETY: the module posted this task with this userdata.
-                    unsafe {
-                        task(
-                            handle as usize as *mut httpsrv_session,
-                            userdata as *mut c_void,
-                        )
-                    };
-                    if let Some(s) = handles::get(handle) {
-                        s.post_done();
-                    }
+                    run_task(handle, task, userdata);
                     if let Some(idx) = self.find(conn) {
                         self.guarded(idx, |lp| lp.advance(idx));
                     }
@@ -1058,17 +1049,23 @@ impl EventLoop {
                 ..
             } = cmd
             {
-                // SAFETY: as in run_commands; the session has ended, the handle is still held.
-                unsafe {
-                    task(
-                        handle as usize as *mut httpsrv_session,
-                        userdata as *mut c_void,
-                    )
-                };
-                if let Some(s) = handles::get(handle) {
-                    s.post_done();
-                }
+                // The session has ended; its handle is held until the task ran.
+                run_task(handle, task, userdata);
             }
         }
+    }
+}
+
+/// Runs a task posted with `httpsrv_session_post`; the handle stays valid until it returns.
+fn run_task(handle: Handle, task: TaskFn, userdata: usize) {
+    // SAFETY: the module posted this task with this userdata.
+    unsafe {
+        task(
+            handle as usize as *mut httpsrv_session,
+            userdata as *mut c_void,
+        )
+    };
+    if let Some(s) = handles::get(handle) {
+        s.post_done();
     }
 }

@@ -4,6 +4,7 @@ use std::ffi::{c_int, c_void};
 
 use crate::errors::{EEXIST, EINVAL};
 use crate::ffi::httpsrv_session;
+use crate::http::is_token;
 
 pub type HandlerFn = unsafe extern "C" fn(*mut httpsrv_session, *mut c_void) -> c_int;
 
@@ -34,12 +35,6 @@ pub enum Match<'a> {
     NotFound,
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 impl Routes {
     pub fn add(
         &mut self,
@@ -49,7 +44,7 @@ impl Routes {
         handler: HandlerFn,
         userdata: *mut c_void,
     ) -> Result<(), c_int> {
-        if method.is_some_and(|m| !is_token(m)) || !path.starts_with('/') {
+        if method.is_some_and(|m| !is_token(m.as_bytes())) || !path.starts_with('/') {
             return Err(EINVAL);
         }
         let (pattern, prefix) = match path.strip_suffix('*') {
