@@ -315,7 +315,7 @@ impl Response {
         }
         let mut body = std::mem::take(&mut self.pending);
         if !self.head_sent {
-            self.decide(last, body.len(), cx);
+            self.decide(last, &body, cx);
             if let Some(c) = self.compressor.as_mut() {
                 let mut z = Vec::with_capacity(body.len() / 2 + 64);
                 c.compress(&body, last, &mut z);
@@ -349,32 +349,33 @@ impl Response {
     }
 
     /// The head filter: compression, framing and persistence, decided once.
-    fn decide(&mut self, last: bool, body_len: usize, cx: &Context) {
+    fn decide(&mut self, last: bool, body: &[u8], cx: &Context) {
         let status = self.status;
-        let no_body = cx.is_head || status < 200 || status == 204 || status == 304;
-        let content_type = self
-            .field("content-type")
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_default();
-        let type_ok = compress::type_eligible(&content_type, cx.compression_types);
-        let status_ok = !(status < 200 || status == 204 || status == 206 || status == 304);
+        let bodiless_status = status < 200 || status == 204 || status == 304;
+        let no_body = cx.is_head || bodiless_status;
+        let compressible_status = !(bodiless_status || status == 206);
         let handler_encoded = self.field("content-encoding").is_some();
-        let auto_eligible = self.compression_mode == HTTPSRV_COMPRESS_AUTO
-            && cx.compression
-            && type_ok
-            && status_ok
-            && !handler_encoded;
-        let coding = match self.compression_mode {
-            _ if no_body || !status_ok || handler_encoded => None,
-            HTTPSRV_COMPRESS_ON => cx.accepts,
-            HTTPSRV_COMPRESS_AUTO
-                if auto_eligible && !(last && body_len < cx.compression_min_length) =>
-            {
-                cx.accepts
-            }
-            _ => None,
+        // Whether the representation depends on Accept-Encoding at all: then caches must be
+        // told with Vary, also when this particular client got it plain (RFC 9110 12.5.5).
+        let negotiable = cx.compression
+            && !handler_encoded
+            && match self.compression_mode {
+                HTTPSRV_COMPRESS_ON => true,
+                HTTPSRV_COMPRESS_AUTO => {
+                    let content_type = self.field("content-type").unwrap_or("");
+                    compress::type_eligible(content_type.as_bytes(), cx.compression_types)
+                }
+                _ => false,
+            };
+        let too_short = self.compression_mode == HTTPSRV_COMPRESS_AUTO
+            && last
+            && body.len() < cx.compression_min_length;
+        let coding = if negotiable && compressible_status && !too_short {
+            cx.accepts
+        } else {
+            None
         };
-        if auto_eligible || coding.is_some() {
+        if negotiable && !(status < 200 || status == 204) {
             self.add_vary();
         }
         if let Some(coding) = coding {
@@ -383,7 +384,21 @@ impl Response {
             self.declared_length = None;
             self.fields
                 .push(("Content-Encoding".to_string(), coding.token().to_string()));
-            self.compressor = Some(Box::new(Compressor::new(coding, cx.compression_level)));
+            let mut compressor = Box::new(Compressor::new(coding, cx.compression_level));
+            if cx.is_head {
+                // HEAD carries the fields GET would: the compressed length, when known.
+                if last {
+                    let mut z = Vec::with_capacity(body.len() / 2 + 64);
+                    compressor.compress(body, true, &mut z);
+                    self.fields
+                        .push(("Content-Length".to_string(), z.len().to_string()));
+                }
+            } else {
+                self.compressor = Some(compressor);
+            }
+        } else if cx.is_head && last && self.declared_length.is_none() && compressible_status {
+            self.fields
+                .push(("Content-Length".to_string(), body.len().to_string()));
         }
         if status < 200 || status == 204 {
             self.fields
@@ -408,10 +423,6 @@ impl Response {
         self.keep_alive = cx.keep_alive && self.framing != Framing::Close && !handler_close;
         if self.framing == Framing::Close {
             self.must_close = true;
-        }
-        if cx.is_head && last && self.declared_length.is_none() && status_ok {
-            self.fields
-                .push(("Content-Length".to_string(), body_len.to_string()));
         }
     }
 
