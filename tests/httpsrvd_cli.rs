@@ -237,3 +237,365 @@ fn serves_and_stops_on_sigterm() {
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     assert!(stderr.contains("httpsrvd: stopping"), "stderr: {stderr}");
 }
+
+/// Starts httpsrvd on 127.0.0.1:0 with `args` and returns it with the port it printed.
+fn start_server(args: &[&str]) -> (ChildGuard, u16) {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut child = ChildGuard::spawn(&all);
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(TIMEOUT) {
+        Ok(line) if !line.is_empty() => line,
+        _ => {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            panic!("no listening line; stderr: {}", child.stderr())
+        }
+    };
+    let port: u16 = line
+        .trim_end()
+        .strip_prefix("httpsrvd listening on http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected listening line {line:?}"));
+    (child, port)
+}
+
+/// One response read to the end of the connection (the request says `Connection: close`).
+struct Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+    /// Every byte received: status line, fields and body.
+    raw_len: usize,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends `GET target` with the given extra header lines and reads the whole response (bounded
+/// by the socket timeouts). The handlers used here answer with `Content-Length`.
+fn get(port: u16, target: &str, extra_headers: &str) -> Response {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+    conn.set_write_timeout(Some(TIMEOUT))
+        .expect("write timeout");
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}Connection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let response = Response {
+        status,
+        body: raw[split + 4..].to_vec(),
+        raw_len: raw.len(),
+        head,
+    };
+    if let Some(length) = response.header("Content-Length") {
+        assert_eq!(
+            length.parse::<usize>().ok(),
+            Some(response.body.len()),
+            "Content-Length and body disagree:\n{}",
+            response.head
+        );
+    }
+    response
+}
+
+/// The counters of a `/stats` body, parsed by hand: `{"k":N,"k":N,...}` with integer values.
+fn parse_stats(body: &[u8]) -> Vec<(String, u64)> {
+    let text = std::str::from_utf8(body).expect("stats body is UTF-8");
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("stats body is not a JSON object: {text:?}"));
+    inner
+        .split(',')
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad member {pair:?} in {text:?}"));
+            let key = key
+                .trim()
+                .strip_prefix('"')
+                .and_then(|k| k.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("bad key {key:?} in {text:?}"));
+            let value = value
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value {value:?} in {text:?}"));
+            (key.to_string(), value)
+        })
+        .collect()
+}
+
+fn stat(stats: &[(String, u64)], key: &str) -> u64 {
+    stats
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("{key} missing from {stats:?}"))
+}
+
+#[test]
+fn help_mentions_stats_and_access_log() {
+    let out = run(&["--help"]);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    for needle in ["--stats PATH", "--access-log FILE", "access_log"] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle} missing from help:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn stats_path_must_be_absolute_and_unique() {
+    for args in [&["--stats", "stats"][..], &["--stats"], &["--access-log="]] {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{args:?}: stderr: {}", out.stderr);
+    }
+    // The same path twice is a route clash: a rejected option, named in the message.
+    let out = run(&["--listen", "127.0.0.1:0", "--stats", "/s", "--stats=/s"]);
+    assert_eq!(out.code, Some(3), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("--stats /s"), "{}", out.stderr);
+}
+
+#[test]
+fn stats_counts_requests() {
+    let (_child, port) = start_server(&["--set", "threads=1", "--stats", "/stats"]);
+
+    let first = get(port, "/stats", "");
+    assert_eq!(first.status, 200, "{}", first.head);
+    assert!(
+        first
+            .header("Content-Type")
+            .is_some_and(|v| v.starts_with("application/json")),
+        "{}",
+        first.head
+    );
+    let before = parse_stats(&first.body);
+    let keys: Vec<&str> = before.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["requests", "open_connections", "bytes_sent"]);
+    assert!(stat(&before, "requests") >= 1, "{before:?}");
+    // The connection asking is open while the handler runs.
+    assert!(stat(&before, "open_connections") >= 1, "{before:?}");
+
+    assert_eq!(get(port, "/nope", "").status, 404);
+    assert_eq!(get(port, "/stats?again", "").status, 200);
+    // Another method on the stats path: the route is GET only.
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+    conn.write_all(
+        b"POST /stats HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 405"),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
+
+    let last = get(port, "/stats", "");
+    assert_eq!(last.status, 200, "{}", last.head);
+    let after = parse_stats(&last.body);
+    assert!(
+        stat(&after, "requests") >= stat(&before, "requests") + 4,
+        "requests did not grow by the 4 requests made in between: {before:?} -> {after:?}"
+    );
+    assert!(
+        stat(&after, "bytes_sent") > stat(&before, "bytes_sent"),
+        "bytes_sent did not grow: {before:?} -> {after:?}"
+    );
+}
+
+/// A file under the system temp dir, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        TempFile(std::env::temp_dir().join(format!(
+            "httpsrvd-cli-{}-{nanos}-{name}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Checks the shape `dd/Mon/yyyy:hh:mm:ss +0000`.
+fn check_log_date(date: &str) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let b = date.as_bytes();
+    let digits = |range: std::ops::Range<usize>, max: u32| {
+        let text = date.get(range).unwrap_or("");
+        let ok = !text.is_empty() && text.bytes().all(|c| c.is_ascii_digit());
+        assert!(
+            ok && text.parse::<u32>().is_ok_and(|n| n <= max),
+            "bad date {date:?}"
+        );
+    };
+    assert_eq!(b.len(), 26, "bad date {date:?}");
+    digits(0..2, 31);
+    assert_eq!(b[2], b'/', "bad date {date:?}");
+    assert!(MONTHS.contains(&&date[3..6]), "bad month in {date:?}");
+    assert_eq!(b[6], b'/', "bad date {date:?}");
+    digits(7..11, 9999);
+    assert_eq!(b[11], b':', "bad date {date:?}");
+    digits(12..14, 23);
+    assert_eq!(b[14], b':', "bad date {date:?}");
+    digits(15..17, 59);
+    assert_eq!(b[17], b':', "bad date {date:?}");
+    digits(18..20, 60);
+    assert_eq!(&date[20..], " +0000", "bad date {date:?}");
+}
+
+/// The fields of one Combined Log Format line.
+struct LogLine {
+    ip: String,
+    date: String,
+    request: String,
+    status: u16,
+    bytes: u64,
+    referer: String,
+    agent: String,
+}
+
+/// Splits `IP - - [DATE] "REQUEST" STATUS BYTES "REFERER" "AGENT"`, checking the punctuation;
+/// `None` when the line has another shape.
+fn parse_combined(line: &str) -> Option<LogLine> {
+    let (ip, rest) = line.split_once(" - - [")?;
+    let (date, rest) = rest.split_once("] \"")?;
+    let (request, rest) = rest.split_once("\" ")?;
+    let (status, rest) = rest.split_once(' ')?;
+    let (bytes, rest) = rest.split_once(' ')?;
+    let (referer, rest) = rest.strip_prefix('"')?.split_once("\" \"")?;
+    let agent = rest.strip_suffix('"')?;
+    Some(LogLine {
+        ip: ip.to_string(),
+        date: date.to_string(),
+        request: request.to_string(),
+        status: status.parse().ok()?,
+        bytes: bytes.parse().ok()?,
+        referer: referer.to_string(),
+        agent: agent.to_string(),
+    })
+}
+
+/// Starts httpsrvd with `--access-log` (and `--stats /stats`, a route that answers 200), makes
+/// each request (target, Referer or none, expected status) on its own connection, then checks
+/// that the log has exactly one Combined Log Format line per request, in order.
+fn check_access_log(requests: &[(&str, Option<&str>, u16)]) {
+    let log = TempFile::new("access.log");
+    let path = log.0.to_str().expect("temp path is UTF-8").to_string();
+    let (_child, port) = start_server(&[
+        "--set",
+        "threads=1",
+        "--stats",
+        "/stats",
+        "--access-log",
+        &path,
+    ]);
+
+    let agent = "httpsrvd-cli-test/1.0 (access log)";
+    let mut sizes = Vec::new();
+    for &(target, referer, status) in requests {
+        let mut headers = format!("User-Agent: {agent}\r\n");
+        if let Some(referer) = referer {
+            headers.push_str(&format!("Referer: {referer}\r\n"));
+        }
+        let response = get(port, target, &headers);
+        assert_eq!(response.status, status, "{target}: {}", response.head);
+        sizes.push((response.body.len() as u64, response.raw_len as u64));
+    }
+
+    // A line is written when its response completes; wait (bounded) for all of them.
+    let deadline = Instant::now() + TIMEOUT;
+    let text = loop {
+        let text = std::fs::read_to_string(&log.0).unwrap_or_default();
+        if text.lines().count() >= requests.len() || Instant::now() >= deadline {
+            break text;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        requests.len(),
+        "one line per request expected for {requests:?}; access log:\n{text}"
+    );
+    assert!(text.ends_with('\n'), "{text:?}");
+
+    for ((line, &(target, referer, status)), (body_len, raw_len)) in
+        lines.iter().zip(requests).zip(sizes)
+    {
+        let entry = parse_combined(line)
+            .unwrap_or_else(|| panic!("not a Combined Log Format line: {line:?}"));
+        assert_eq!(entry.ip, "127.0.0.1", "{line}");
+        check_log_date(&entry.date);
+        assert_eq!(entry.request, format!("GET {target} HTTP/1.1"), "{line}");
+        assert_eq!(entry.status, status, "{line}");
+        // The size is the body's, as Apache's %b (not the whole response).
+        assert_eq!(
+            entry.bytes, body_len,
+            "{line}: size {}, body {body_len}, whole response {raw_len}",
+            entry.bytes
+        );
+        assert_eq!(entry.referer, referer.unwrap_or("-"), "{line}");
+        assert_eq!(entry.agent, agent, "{line}");
+    }
+}
+
+#[test]
+fn access_log_gets_a_combined_line_per_routed_request() {
+    check_access_log(&[
+        ("/stats", None, 200),
+        ("/stats?a=b", Some("http://127.0.0.1/from"), 200),
+    ]);
+}
+
+#[test]
+fn access_log_gets_a_line_for_answers_of_the_library() {
+    // No route: the library answers 404 itself. That request is logged like any other.
+    check_access_log(&[
+        ("/x", None, 404),
+        ("/stats", None, 200),
+        ("/y?a=b", Some("http://127.0.0.1/from"), 404),
+    ]);
+}

@@ -607,7 +607,8 @@ impl EventLoop {
                             return;
                         }
                         Progress::Ended { keep_alive, reset } => {
-                            rt.access_log(&s, &conn.peer);
+                            let (status, sent) = s.log_facts();
+                            rt.access_log(&conn.peer, Some(&s.request), status, sent);
                             if reset {
                                 return self.close(idx, true);
                             }
@@ -805,7 +806,7 @@ impl EventLoop {
     fn refuse(&mut self, idx: usize, e: HttpError) {
         self.rt()
             .log_info(&format!("refused request: {} {}", e.status, e.reason));
-        self.write_simple(idx, e.status, None, false, false);
+        self.write_simple(idx, None, e.status, None, false);
         if let Some(conn) = self.conn(idx) {
             conn.phase = Phase::Closing { linger_until: None };
         }
@@ -815,15 +816,16 @@ impl EventLoop {
     fn write_simple(
         &mut self,
         idx: usize,
+        request: Option<&Request>,
         status: u16,
         allow: Option<String>,
         keep_alive: bool,
-        is_head: bool,
     ) {
-        let cfg = &self.shared.rt.config;
+        let rt = &self.shared.rt;
+        let cfg = &rt.config;
         let cx = Context {
             version: 11,
-            is_head,
+            is_head: request.is_some_and(Request::is_head),
             keep_alive,
             accepts: None,
             http10_buffering: false,
@@ -841,8 +843,11 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
+        let before = conn.direct.len();
         let _ = r.flush(true, &cx, &mut conn.direct);
         conn.direct_progress = Instant::now();
+        let body = conn.direct.len() - before - r.head_len();
+        rt.access_log(&conn.peer, request, status, body as u64);
     }
 
     fn dispatch(&mut self, idx: usize, request: Request, body: Vec<u8>) {
@@ -860,8 +865,7 @@ impl EventLoop {
             && !(conn.read_closed && conn.rpos == conn.rbuf.len());
         match rt.routes.find(request.method(), request.path()) {
             Match::NotFound => {
-                let head = request.is_head();
-                self.write_simple(idx, 404, None, keep_alive, head);
+                self.write_simple(idx, Some(&request), 404, None, keep_alive);
                 if !keep_alive {
                     if let Some(c) = self.conn(idx) {
                         c.phase = Phase::Closing { linger_until: None };
@@ -869,8 +873,7 @@ impl EventLoop {
                 }
             }
             Match::WrongMethod(allow) => {
-                let head = request.is_head();
-                self.write_simple(idx, 405, Some(allow), keep_alive, head);
+                self.write_simple(idx, Some(&request), 405, Some(allow), keep_alive);
                 if !keep_alive {
                     if let Some(c) = self.conn(idx) {
                         c.phase = Phase::Closing { linger_until: None };
@@ -885,7 +888,11 @@ impl EventLoop {
                 let Some(session) = Session::create(
                     &lp, conn.key, fd, request, body, conn.peer, keep_alive, hold,
                 ) else {
-                    self.write_simple(idx, 503, None, false, false);
+                    // The handle table is full (2^28 live sessions per shard).
+                    self.write_simple(idx, None, 503, None, false);
+                    if let Some(c) = self.conn(idx) {
+                        c.phase = Phase::Closing { linger_until: None };
+                    }
                     return;
                 };
                 conn.phase = Phase::Active(session.clone());

@@ -10,7 +10,7 @@ use super::config::Config;
 use super::log::{self, Logger};
 use super::pool::Pool;
 use super::routes::Routes;
-use super::session::Session;
+use crate::http::request::Request;
 
 pub struct Runtime {
     pub config: Config,
@@ -79,28 +79,41 @@ impl Runtime {
         self.logger.log(log::INFO, message);
     }
 
-    /// One Combined Log Format line for a finished session, when `access_log` is set.
-    pub fn access_log(&self, session: &Session, peer: &SocketAddr) {
+    /// One Combined Log Format line for a finished response, when `access_log` is set.
+    /// `request` is None for a request refused before it could be parsed.
+    pub fn access_log(
+        &self,
+        peer: &SocketAddr,
+        request: Option<&Request>,
+        status: u16,
+        body_bytes: u64,
+    ) {
         let Some(sink) = &self.access_log else {
             return;
         };
-        let (status, sent) = session.log_facts();
-        let r = &session.request;
         let field = |name: &[u8]| {
-            r.header(name)
+            request
+                .and_then(|r| r.header(name))
                 .map(|v| String::from_utf8_lossy(v).replace('"', "\\\""))
                 .unwrap_or_else(|| "-".to_string())
         };
+        let request_line = match request {
+            Some(r) => format!(
+                "{} {} HTTP/{}.{}",
+                r.method(),
+                r.target(),
+                r.version() / 10,
+                r.version() % 10
+            ),
+            None => "-".to_string(),
+        };
         let line = format!(
-            "{} - - [{}] \"{} {} HTTP/{}.{}\" {} {} \"{}\" \"{}\"\n",
+            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
             peer.ip(),
             common_log_date(),
-            r.method(),
-            r.target(),
-            r.version() / 10,
-            r.version() % 10,
+            request_line,
             status,
-            sent,
+            body_bytes,
             field(b"referer"),
             field(b"user-agent"),
         );
