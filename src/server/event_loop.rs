@@ -643,14 +643,16 @@ impl EventLoop {
                         return;
                     };
                     match conn.read(limit, pool) {
-                        Read::Ok(0) | Read::Full => {
+                        Read::Ok(0) => {
                             // The batch is over: send what it produced in one go.
                             if self.write_direct(idx) == Some(true) {
                                 self.set_wait_deadline(idx);
                             }
                             return;
                         }
-                        Read::Ok(_) => {}
+                        // Full: the socket may hold more, and no new event will say so
+                        // (edge-triggered); parse what we have and read again.
+                        Read::Ok(_) | Read::Full => {}
                         Read::Eof | Read::Failed(_) => {
                             // Whatever arrived before the end may still be a whole request.
                             if !self.parse(idx, &limits) {
