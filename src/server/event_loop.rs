@@ -14,6 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
+use super::connection::{BodyState, Conn, Phase, Read};
 use super::handles::{self, Handle};
 use super::routes::Match;
 use super::runtime::Runtime;
@@ -29,14 +30,10 @@ const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 4096;
 /// Longest a rejected client may keep sending before we close (lingering close).
 const LINGER: Duration = Duration::from_secs(2);
-const READ_CHUNK: usize = 4096;
 /// Requests one connection may start before other connections get their turn.
 const TURN_REQUESTS: usize = 32;
 /// Batched responses are sent early once this many bytes wait.
 const DIRECT_HIGH_WATER: usize = 64 * 1024;
-/// Read buffers are lent to connections from a per-loop pool of buffers this large.
-const POOLED_BUFFER: usize = 16 * 1024;
-const MAX_POOLED_BUFFERS: usize = 256;
 /// Most a rejected client may still send while lingering.
 const LINGER_BYTES: usize = 1 << 20;
 
@@ -102,134 +99,6 @@ impl LoopShared {
             let _ = self.waker.wake();
         }
         true
-    }
-}
-
-enum BodyState {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-}
-
-enum Phase {
-    /// Waiting for a request head. While `receiving`, `since` is when it started arriving
-    /// (or the connection was accepted); before that, when the connection went idle.
-    Head {
-        since: Instant,
-        receiving: bool,
-    },
-    Body {
-        request: Box<Request>,
-        body: Vec<u8>,
-        state: BodyState,
-        last_read: Instant,
-    },
-    Active(Arc<Session>),
-    /// A library-written response is going out; then close (after lingering) or go on.
-    Closing {
-        linger_until: Option<Instant>,
-    },
-}
-
-struct Conn {
-    key: ConnKey,
-    stream: TcpStream,
-    peer: SocketAddr,
-    rbuf: Vec<u8>,
-    rpos: usize,
-    phase: Phase,
-    requests: u32,
-    read_closed: bool,
-    /// Responses the library writes itself (404, 4xx errors, 100 Continue).
-    direct: OutQueue,
-    direct_progress: Instant,
-    deadline: Option<Instant>,
-}
-
-enum Read {
-    /// This many bytes were added; the socket has no more for now.
-    Ok(usize),
-    /// The buffer holds enough unparsed input; stop reading for now.
-    Full,
-    Eof,
-    Failed(i32),
-}
-
-impl Conn {
-    fn unread(&self) -> &[u8] {
-        &self.rbuf[self.rpos..]
-    }
-
-    fn read(&mut self, limit: usize, pool: &mut Vec<Vec<u8>>) -> Read {
-        if self.rbuf.capacity() == 0 {
-            self.rbuf = pool
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(POOLED_BUFFER));
-        }
-        let mut added = 0;
-        loop {
-            if self.rbuf.len() - self.rpos >= limit {
-                return Read::Full;
-            }
-            if self.rpos > 0 && self.rpos == self.rbuf.len() {
-                self.rbuf.clear();
-                self.rpos = 0;
-            }
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
-                if self.rpos > 0 {
-                    self.rbuf.drain(..self.rpos);
-                    self.rpos = 0;
-                }
-                self.rbuf.reserve(READ_CHUNK);
-            }
-            let spare = self.rbuf.spare_capacity_mut();
-            // SAFETY: recv writes at most spare.len() bytes into the spare capacity.
-            let n = unsafe {
-                libc::recv(
-                    self.stream.as_raw_fd(),
-                    spare.as_mut_ptr() as *mut c_void,
-                    spare.len(),
-                    0,
-                )
-            };
-            if n > 0 {
-                let short = (n as usize) < spare.len();
-                // SAFETY: the kernel initialised n bytes.
-                unsafe { self.rbuf.set_len(self.rbuf.len() + n as usize) };
-                added += n as usize;
-                if short {
-                    // A short read emptied the socket; with edge-triggered polling any later
-                    // data raises a new event, so another recv would only return EAGAIN.
-                    return Read::Ok(added);
-                }
-                continue;
-            }
-            if n == 0 {
-                self.read_closed = true;
-                return Read::Eof;
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                ErrorKind::WouldBlock => return Read::Ok(added),
-                ErrorKind::Interrupted => continue,
-                _ => {
-                    self.read_closed = true;
-                    return Read::Failed(e.raw_os_error().unwrap_or(ECONNRESET));
-                }
-            }
-        }
-    }
-
-    /// Hands the read buffer back to the loop once everything in it was parsed, so idle
-    /// keep-alive connections hold no buffer and busy ones allocate none per request.
-    fn release_idle_buffer(&mut self, pool: &mut Vec<Vec<u8>>) {
-        if self.rpos == self.rbuf.len() && self.rbuf.capacity() > 0 {
-            let mut buf = std::mem::take(&mut self.rbuf);
-            self.rpos = 0;
-            if buf.capacity() <= POOLED_BUFFER * 4 && pool.len() < MAX_POOLED_BUFFERS {
-                buf.clear();
-                pool.push(buf);
-            }
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The server: options, listeners, routes and modules before start; loops and pool after.
 
 pub mod config;
+mod connection;
 pub mod event_loop;
 pub mod handles;
 pub mod log;

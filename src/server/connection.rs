@@ -1,0 +1,151 @@
+//! A connection as its loop sees it: the socket, the read buffer lent from the loop's pool,
+//! the request being read, and the connection's own output queue.
+
+use std::ffi::c_void;
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use super::event_loop::ConnKey;
+use super::session::Session;
+use crate::errors::ECONNRESET;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::outqueue::OutQueue;
+use crate::http::request::Request;
+
+const READ_CHUNK: usize = 4096;
+/// Read buffers are lent to connections from a per-loop pool of buffers this large.
+const POOLED_BUFFER: usize = 16 * 1024;
+const MAX_POOLED_BUFFERS: usize = 256;
+
+pub(super) enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+pub(super) enum Phase {
+    /// Waiting for a request head. While `receiving`, `since` is when it started arriving
+    /// (or the connection was accepted); before that, when the connection went idle.
+    Head {
+        since: Instant,
+        receiving: bool,
+    },
+    Body {
+        request: Box<Request>,
+        body: Vec<u8>,
+        state: BodyState,
+        last_read: Instant,
+    },
+    Active(Arc<Session>),
+    /// A library-written response is going out; then close (after lingering) or go on.
+    Closing {
+        linger_until: Option<Instant>,
+    },
+}
+
+pub(super) struct Conn {
+    pub(super) key: ConnKey,
+    pub(super) stream: TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) rbuf: Vec<u8>,
+    pub(super) rpos: usize,
+    pub(super) phase: Phase,
+    pub(super) requests: u32,
+    pub(super) read_closed: bool,
+    /// Responses the library writes itself (404, 4xx errors, 100 Continue).
+    pub(super) direct: OutQueue,
+    pub(super) direct_progress: Instant,
+    pub(super) deadline: Option<Instant>,
+}
+
+pub(super) enum Read {
+    /// This many bytes were added; the socket has no more for now.
+    Ok(usize),
+    /// The buffer holds enough unparsed input; stop reading for now.
+    Full,
+    Eof,
+    Failed(i32),
+}
+
+impl Conn {
+    pub(super) fn unread(&self) -> &[u8] {
+        &self.rbuf[self.rpos..]
+    }
+
+    pub(super) fn read(&mut self, limit: usize, pool: &mut Vec<Vec<u8>>) -> Read {
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = pool
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(POOLED_BUFFER));
+        }
+        let mut added = 0;
+        loop {
+            if self.rbuf.len() - self.rpos >= limit {
+                return Read::Full;
+            }
+            if self.rpos > 0 && self.rpos == self.rbuf.len() {
+                self.rbuf.clear();
+                self.rpos = 0;
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+                if self.rpos > 0 {
+                    self.rbuf.drain(..self.rpos);
+                    self.rpos = 0;
+                }
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let spare = self.rbuf.spare_capacity_mut();
+            // SAFETY: recv writes at most spare.len() bytes into the spare capacity.
+            let n = unsafe {
+                libc::recv(
+                    self.stream.as_raw_fd(),
+                    spare.as_mut_ptr() as *mut c_void,
+                    spare.len(),
+                    0,
+                )
+            };
+            if n > 0 {
+                let short = (n as usize) < spare.len();
+                // SAFETY: the kernel initialised n bytes.
+                unsafe { self.rbuf.set_len(self.rbuf.len() + n as usize) };
+                added += n as usize;
+                if short {
+                    // A short read emptied the socket; with edge-triggered polling any later
+                    // data raises a new event, so another recv would only return EAGAIN.
+                    return Read::Ok(added);
+                }
+                continue;
+            }
+            if n == 0 {
+                self.read_closed = true;
+                return Read::Eof;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                ErrorKind::WouldBlock => return Read::Ok(added),
+                ErrorKind::Interrupted => continue,
+                _ => {
+                    self.read_closed = true;
+                    return Read::Failed(e.raw_os_error().unwrap_or(ECONNRESET));
+                }
+            }
+        }
+    }
+
+    /// Hands the read buffer back to the loop once everything in it was parsed, so idle
+    /// keep-alive connections hold no buffer and busy ones allocate none per request.
+    pub(super) fn release_idle_buffer(&mut self, pool: &mut Vec<Vec<u8>>) {
+        if self.rpos == self.rbuf.len() && self.rbuf.capacity() > 0 {
+            let mut buf = std::mem::take(&mut self.rbuf);
+            self.rpos = 0;
+            if buf.capacity() <= POOLED_BUFFER * 4 && pool.len() < MAX_POOLED_BUFFERS {
+                buf.clear();
+                pool.push(buf);
+            }
+        }
+    }
+}
