@@ -101,12 +101,19 @@ impl OutQueue {
                 };
                 n = i + 1;
             }
-            // SAFETY: a zeroed msghdr is valid; the iovecs point into buffers we own.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = n as _;
-            // SAFETY: fd is a socket owned by the connection; msg is fully initialised.
-            let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+            let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+            let r = if n == 1 {
+                // One buffer: plain send skips the kernel's iovec import.
+                // SAFETY: fd is a socket owned by the connection; the buffer is ours.
+                unsafe { libc::send(fd, iov[0].iov_base, iov[0].iov_len, flags) }
+            } else {
+                // SAFETY: a zeroed msghdr is valid; the iovecs point into buffers we own.
+                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = n as _;
+                // SAFETY: fd is a socket owned by the connection; msg is fully initialised.
+                unsafe { libc::sendmsg(fd, &msg, flags) }
+            };
             if r < 0 {
                 let e = io::Error::last_os_error();
                 match e.kind() {

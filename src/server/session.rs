@@ -184,13 +184,18 @@ impl Session {
         }
     }
 
-    fn context(&self) -> Context<'_> {
+    /// What the response filters need; the coding is negotiated only while the head is unsent.
+    fn context(&self, head_sent: bool) -> Context<'_> {
         let cfg = &self.lp.rt.config;
         Context {
             version: self.request.version(),
             is_head: self.request.is_head(),
             keep_alive: self.keep_alive && !self.lp.rt.is_stopping(),
-            accepts: accepted_coding(self.request.header(b"accept-encoding")),
+            accepts: if head_sent {
+                None
+            } else {
+                accepted_coding(self.request.header(b"accept-encoding"))
+            },
             http10_buffering: cfg.http10_buffering,
             compression: cfg.compression,
             compression_level: cfg.compression_level,
@@ -203,7 +208,8 @@ impl Session {
     /// Runs the response filters for a flush; returns the queue position this flush must reach.
     fn queue_flush(&self, st: &mut State, last: bool) -> Result<u64, c_int> {
         let before = st.out.len();
-        st.response.flush(last, &self.context(), &mut st.out)?;
+        let cx = self.context(st.response.head_sent());
+        st.response.flush(last, &cx, &mut st.out)?;
         if before == 0 && !st.out.is_empty() {
             // A send timeout counts from when there is something to send.
             st.last_progress = Instant::now();
