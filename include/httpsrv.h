@@ -178,7 +178,8 @@ int httpsrv_response_append(httpsrv_session *sess, const void *data, size_t len)
 // and later appends and flushes return `EALREADY`.
 //
 // On the session's loop thread it never blocks: `0` when everything reached the kernel's send
-// buffer, `EAGAIN` when part is still queued (the loop keeps sending it; nothing is lost).
+// buffer, `EAGAIN` when part is still queued (the loop keeps sending it; nothing is lost) —
+// also while earlier pipelined responses on the connection must leave first.
 // On any other thread it blocks until everything reached the kernel (`0`), no progress was
 // made for `send_timeout_ms` (`ETIMEDOUT`; the connection is closed), or the client is gone
 // (`EPIPE`, `ECONNRESET`). For HTTP/1.0 clients with `http10_buffering` on, a non-final flush
@@ -205,8 +206,8 @@ int httpsrv_response_headers_sent(httpsrv_session *sess);
 
 // Compression for this response: `HTTPSRV_COMPRESS_AUTO` (the server options decide),
 // `HTTPSRV_COMPRESS_OFF`, or `HTTPSRV_COMPRESS_ON` (whenever the client accepts gzip or
-// deflate, whatever the type or length). Errors: `EINVAL` unknown mode; `EALREADY` once
-// headers are sent.
+// deflate, whatever the type or length, unless the server's `compression` option is off).
+// Errors: `EINVAL` unknown mode; `EALREADY` once headers are sent.
 int httpsrv_response_compression(httpsrv_session *sess, int mode);
 
 // Bytes of this response (head and framed body) handed to the kernel so far;
