@@ -226,6 +226,40 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
 /// bytes when flushing so a full buffer does not make it repeat the flush marker.
 const MIN_SPARE: usize = 64;
 
+/// How many idle compressors a pool keeps (each holds a deflate state of a few hundred KiB).
+const POOLED_COMPRESSORS: usize = 4;
+
+/// Compressors kept for reuse, so a compressed response does not allocate and set up a
+/// deflate state: each loop has one, and responses give theirs back when they finish.
+#[derive(Default)]
+pub struct CompressorPool {
+    // Boxed because responses hold them boxed: handing one over moves a pointer.
+    #[allow(clippy::vec_box)]
+    free: parking_lot::Mutex<Vec<Box<Compressor>>>,
+}
+
+impl CompressorPool {
+    /// A compressor ready for a new stream of `coding` at `level`.
+    pub fn take(&self, coding: Coding, level: u32) -> Box<Compressor> {
+        let reused = self.free.lock().pop();
+        match reused {
+            Some(mut c) => {
+                c.reset(coding, level);
+                c
+            }
+            None => Box::new(Compressor::new(coding, level)),
+        }
+    }
+
+    /// Returns a compressor for reuse (or drops it when the pool is full).
+    pub fn give(&self, c: Box<Compressor>) {
+        let mut free = self.free.lock();
+        if free.len() < POOLED_COMPRESSORS {
+            free.push(c);
+        }
+    }
+}
+
 /// A streaming gzip or deflate (zlib-wrapped) compressor for one response body at a time.
 pub struct Compressor {
     /// Raw deflate: the wrapper is ours, so one state serves both codings.

@@ -4,7 +4,7 @@
 
 use std::ffi::c_int;
 
-use super::compress::{self, Coding, Compressor};
+use super::compress::{self, Coding, Compressor, CompressorPool};
 use super::outqueue::OutQueue;
 use super::{date, is_token, status};
 use crate::errors::{EALREADY, EINVAL, EMSGSIZE, ENOBUFS, ENOENT};
@@ -24,6 +24,8 @@ pub struct Context<'a> {
     pub compression_min_length: usize,
     pub compression_types: &'a [String],
     pub server_header: &'a str,
+    /// Where compressors come from and go back to.
+    pub compressors: &'a CompressorPool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,30 +318,25 @@ impl Response {
         let mut body = std::mem::take(&mut self.pending);
         if !self.head_sent {
             self.decide(last, &body, cx);
-            if let Some(c) = self.compressor.as_mut() {
-                let mut z = Vec::with_capacity(body.len() / 2 + 64);
-                c.compress(&body, last, &mut z);
-                body = z;
-                if last {
-                    self.compressor = None;
+        }
+        if let Some(c) = self.compressor.as_mut() {
+            let mut z = Vec::with_capacity(body.len() / 2 + 64);
+            c.compress(&body, last, &mut z);
+            body = z;
+            if last {
+                if let Some(c) = self.compressor.take() {
+                    cx.compressors.give(c);
                 }
-                if self.framing == Framing::Length(u64::MAX) {
-                    self.framing = Framing::Length(body.len() as u64);
-                }
-            } else if self.framing == Framing::Length(u64::MAX) {
+            }
+        }
+        if !self.head_sent {
+            if self.framing == Framing::Length(u64::MAX) {
                 self.framing = Framing::Length(body.len() as u64);
             }
             let head = self.head(cx);
             self.head_len = head.len();
             out.push(head);
             self.head_sent = true;
-        } else if let Some(c) = self.compressor.as_mut() {
-            let mut z = Vec::with_capacity(body.len() / 2 + 64);
-            c.compress(&body, last, &mut z);
-            body = z;
-            if last {
-                self.compressor = None;
-            }
         }
         self.frame_body(body, last, out);
         if last {
@@ -384,7 +381,7 @@ impl Response {
             self.declared_length = None;
             self.fields
                 .push(("Content-Encoding".to_string(), coding.token().to_string()));
-            let mut compressor = Box::new(Compressor::new(coding, cx.compression_level));
+            let mut compressor = cx.compressors.take(coding, cx.compression_level);
             if cx.is_head {
                 // HEAD carries the fields GET would: the compressed length, when known.
                 if last {
@@ -393,6 +390,7 @@ impl Response {
                     self.fields
                         .push(("Content-Length".to_string(), z.len().to_string()));
                 }
+                cx.compressors.give(compressor);
             } else {
                 self.compressor = Some(compressor);
             }
@@ -535,6 +533,9 @@ pub fn accepted_coding(accept_encoding: Option<&[u8]>) -> Option<Coding> {
 mod tests {
     use super::*;
 
+    static POOL: std::sync::LazyLock<CompressorPool> =
+        std::sync::LazyLock::new(CompressorPool::default);
+
     fn cx(version: u8) -> Context<'static> {
         Context {
             version,
@@ -547,6 +548,7 @@ mod tests {
             compression_min_length: 256,
             compression_types: &[],
             server_header: "httpsrv",
+            compressors: &POOL,
         }
     }
 

@@ -22,6 +22,7 @@ use super::session::{run_handler, Progress, Session};
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
 use crate::ffi::httpsrv_session;
 use crate::http::chunked::ChunkedDecoder;
+use crate::http::compress::CompressorPool;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::{parse_head, BodyFraming, HttpError, Limits, Request};
 use crate::http::response::{Context, Response};
@@ -77,6 +78,8 @@ pub struct LoopShared {
     /// Counters for `httpsrv_server_stats`; only this loop's thread adds to them.
     pub requests: AtomicU64,
     pub bytes_sent: AtomicU64,
+    /// Deflate states reused by this loop's compressed responses.
+    pub compressors: CompressorPool,
     inbox: Mutex<Inbox>,
     waker: Waker,
 }
@@ -139,6 +142,7 @@ impl EventLoop {
                 rt,
                 requests: AtomicU64::new(0),
                 bytes_sent: AtomicU64::new(0),
+                compressors: CompressorPool::default(),
                 inbox: Mutex::new(Inbox::default()),
                 waker,
             }),
@@ -705,6 +709,7 @@ impl EventLoop {
             compression_min_length: 0,
             compression_types: &[],
             server_header: &cfg.server_header,
+            compressors: &self.shared.compressors,
         };
         let mut r = Response::default();
         r.replace_with_error(status);
