@@ -168,14 +168,6 @@ impl ChunkedDecoder {
                     .checked_mul(16)
                     .and_then(|v| v.checked_add(d))
                     .ok_or(bad("chunk size overflow"))?;
-                // The size only grows with more digits, so refuse as soon as it is too big.
-                if self
-                    .total
-                    .checked_add(self.remaining)
-                    .is_none_or(|t| t > self.max_body)
-                {
-                    return Err(HttpError::new(413, "chunked body too large"));
-                }
                 State::Size
             }
             // A size needs at least one digit.
@@ -189,6 +181,15 @@ impl ChunkedDecoder {
             (State::Ext, _) => return Err(bad("invalid byte in chunk extension")),
             (State::SizeLf, b'\n') => {
                 self.line_len = 0;
+                // Checked once the size line is complete, so a size too long for any number
+                // is a 400 (malformed) rather than a 413.
+                if self
+                    .total
+                    .checked_add(self.remaining)
+                    .is_none_or(|t| t > self.max_body)
+                {
+                    return Err(HttpError::new(413, "chunked body too large"));
+                }
                 if self.remaining == 0 {
                     State::TrailerStart
                 } else {
@@ -380,9 +381,6 @@ mod tests {
                     Some(s) => s,
                     None => return Outcome::Error(400),
                 };
-                if total.checked_add(size).is_none_or(|t| t > max) {
-                    return Outcome::Error(413);
-                }
             }
             if nd == 0 {
                 return if line.is_empty() {
@@ -396,6 +394,9 @@ mod tests {
             }
             if !complete {
                 return Outcome::Incomplete;
+            }
+            if total.checked_add(size).is_none_or(|t| t > max) {
+                return Outcome::Error(413);
             }
             p += line.len();
             if size == 0 {
@@ -474,7 +475,7 @@ mod tests {
             (b"5\t\r\nhello\r\n0\r\n\r\n", Error(400)),
             (b"5 5\r\n", Error(400)),
             (b"5g\r\n", Error(400)),
-            (b"ffffffffffffffff0\r\n", Error(413)),
+            (b"ffffffffffffffff0\r\n", Error(400)),
             // bare CR / LF in size lines
             (b"5\nhello\r\n0\r\n\r\n", Error(400)),
             (b"5\rhello\r\n0\r\n\r\n", Error(400)),
@@ -539,8 +540,10 @@ mod tests {
         assert_eq!(decode_all(b"0\r\n\r\n", 0), done(5, b""));
         assert_eq!(decode_all(b"1\r\n", 0), Error(413));
         // Refused at the size line, before any of the data arrives.
-        assert_eq!(decode_all(b"100000", 1000), Error(413));
-        assert_eq!(decode_all(b"fff", 1000), Error(413));
+        assert_eq!(decode_all(b"100000\r\n", 1000), Error(413));
+        assert_eq!(decode_all(b"fff;ext\r\n", 1000), Error(413));
+        // Too long for any number: malformed (400) whatever the limit.
+        assert_eq!(decode_all(b"10000000000000000\r\n", 1000), Error(400));
         // Overflow is a 400 when the limit itself cannot be passed.
         assert_eq!(
             decode_all(b"ffffffffffffffff\r\n", u64::MAX),
@@ -550,7 +553,7 @@ mod tests {
         let mut dec = ChunkedDecoder::new(u64::MAX);
         let mut body = Vec::new();
         assert_eq!(
-            dec.decode(b"1\r\na\r\nffffffffffffffff", &mut body),
+            dec.decode(b"1\r\na\r\nffffffffffffffff\r\n", &mut body),
             Err(HttpError::new(413, "chunked body too large"))
         );
     }

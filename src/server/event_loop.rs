@@ -485,10 +485,13 @@ impl EventLoop {
                             if reset {
                                 return self.close(idx, true);
                             }
+                            if stopping && conn.direct.is_empty() {
+                                return self.close(idx, false);
+                            }
                             if !keep_alive || stopping {
-                                if conn.direct.is_empty() {
-                                    return self.close(idx, false);
-                                }
+                                // Half-close and linger: closing at once would answer the
+                                // client's next bytes with a reset, which can destroy the
+                                // end of this response still in flight (RFC 9112 9.6).
                                 conn.phase = Phase::Closing { linger_until: None };
                                 continue;
                             }
