@@ -9,6 +9,8 @@
 //! them the browser part prints a notice and passes. The browser talks to 127.0.0.1 only:
 //! every other host name fails to resolve and every other address goes to a closed proxy.
 
+#[path = "common/tempdir.rs"]
+mod tempdir;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -18,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+use tempdir::TempDir;
 
 const HTTPSRVD: &str = env!("CARGO_BIN_EXE_httpsrvd");
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -33,28 +36,6 @@ const INTERVAL_MS: i64 = 300;
 
 // ---------------------------------------------------------------------------------------------
 // Temporary files and processes, all cleaned up on drop.
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "httpsrv-browser-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Kills and reaps a child (and, for a group leader, its whole process group) when dropped.
 struct ChildGuard {
@@ -227,7 +208,7 @@ fn dechunk(body: &[u8]) -> (Vec<u8>, bool) {
 /// decoded from the bytes received when it is due, not only at the end of the stream.
 #[test]
 fn events_gzip_is_gzip_and_decodes_event_by_event() {
-    let tmp = TempDir::new("raw");
+    let tmp = TempDir::new("browser-raw");
     let server = start_demo(&tmp.0);
     let (count, interval) = (4usize, 300u64);
 
@@ -930,7 +911,7 @@ fn chromium_receives_events_one_by_one() {
         println!("NOTICE: chromium is not installed; skipping the browser test");
         return;
     };
-    let tmp = TempDir::new("chromium");
+    let tmp = TempDir::new("browser-chromium");
     let server = start_demo(&tmp.0);
     let base = format!("http://127.0.0.1:{}", server.port);
     let browser = Browser::start(&chromedriver, &chromium, &tmp.0);

@@ -7,6 +7,8 @@
 //! waits for cargo's lock, so every wait here is bounded generously. Without `make` the test
 //! prints a notice and passes; without `readelf` and `objdump` the soname check is skipped.
 
+#[path = "common/tempdir.rs"]
+mod tempdir;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -17,6 +19,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+use tempdir::TempDir;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -25,29 +28,6 @@ const MAJOR: &str = env!("CARGO_PKG_VERSION_MAJOR");
 const MAKE_TIMEOUT: Duration = Duration::from_secs(1200);
 const CC_TIMEOUT: Duration = Duration::from_secs(120);
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A fresh directory under the system temp dir, removed with its contents when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "httpsrv-install-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The first executable `name` on PATH.
 fn find_tool(name: &str) -> Option<PathBuf> {
@@ -522,7 +502,7 @@ fn make_install_then_build_and_run_against_it() {
     if !have_make() {
         return;
     }
-    let tmp = TempDir::new("prefix");
+    let tmp = TempDir::new("install-prefix");
     let prefix = tmp.0.join("usr");
     must_succeed(
         make(&as_os(&install_args(&prefix, None)), &tmp.0),
@@ -645,7 +625,7 @@ fn make_install_honours_destdir_and_uninstall_removes_it() {
     if !have_make() {
         return;
     }
-    let tmp = TempDir::new("destdir");
+    let tmp = TempDir::new("install-destdir");
     let stage = tmp.0.join("stage");
     let prefix = Path::new("/opt/httpsrv-test");
     must_succeed(
