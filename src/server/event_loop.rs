@@ -75,7 +75,7 @@ struct Inbox {
 pub struct LoopShared {
     pub id: usize,
     pub rt: Arc<Runtime>,
-    /// Counters for `httpsrv_server_stats`; only this loop's thread adds to them.
+    /// Counters for `httpsrv_server_stats`.
     pub requests: AtomicU64,
     pub bytes_sent: AtomicU64,
     /// Deflate states reused by this loop's compressed responses.
@@ -318,10 +318,16 @@ impl EventLoop {
         Some((conn, &mut self.buffers))
     }
 
+    /// Closes a connection. A session still running on it ends first (its close callback runs),
+    /// so no thread can write to the socket once it is closed and its number reused.
     fn close(&mut self, idx: usize, reset: bool) {
         let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
+        if let Phase::Active(s) = &conn.phase {
+            s.fail(ECONNRESET);
+            s.drive(&mut OutQueue::default());
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         conn.rpos = conn.rbuf.len();
         conn.release_idle_buffer(&mut self.buffers);

@@ -219,7 +219,9 @@ impl Session {
         Ok(st.queued_total)
     }
 
-    /// Loop thread only: hands queued bytes to the kernel.
+    /// Hands queued bytes to the kernel, under the session lock. The loop thread calls it; so
+    /// does a blocking flush on another thread when the session is not held. That is safe
+    /// because the loop closes the socket only after ending the session under this lock.
     fn write_now(&self, st: &mut State) {
         if st.ended.is_some() || st.hold {
             return;
@@ -276,6 +278,15 @@ impl Session {
         }
         if st.bytes_sent >= target {
             return Ok(());
+        }
+        if !st.hold {
+            // Nothing of the connection's goes before ours: send from this thread under the
+            // session lock, sparing the hop to the loop. The loop takes over what is left, and
+            // runs the close callback if this write ended the session.
+            self.write_now(&mut st);
+            if st.bytes_sent >= target && st.ended.is_none() {
+                return Ok(());
+            }
         }
         self.wake_loop(&mut st);
         let timeout = self.lp.rt.config.send_timeout;
