@@ -4,8 +4,11 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 
-/// Segments larger than this are kept as they are; smaller pieces are gathered into one buffer.
-const SMALL: usize = 512;
+/// Segments larger than this are kept as they are; smaller pieces are copied into one gathering
+/// buffer, so a flush of head, chunk framing and a few KiB of body goes out as one plain send.
+const SMALL: usize = 4096;
+/// A gathering buffer starts this large; one up to four times larger is kept for reuse.
+const GATHER: usize = 8192;
 const MAX_IOVECS: usize = 64;
 
 #[derive(Default)]
@@ -17,6 +20,8 @@ pub struct OutQueue {
     len: usize,
     /// Whether the back segment is a gathering buffer that small copies may extend.
     back_is_small: bool,
+    /// A drained gathering buffer kept for the next one, so steady streaming allocates none.
+    spare: Vec<u8>,
 }
 
 impl OutQueue {
@@ -53,7 +58,8 @@ impl OutQueue {
                 return;
             }
         }
-        let mut seg = Vec::with_capacity(data.len().max(SMALL));
+        let mut seg = std::mem::take(&mut self.spare);
+        seg.reserve(data.len().max(GATHER));
         seg.extend_from_slice(data);
         self.segments.push_back(seg);
         self.back_is_small = true;
@@ -142,7 +148,12 @@ impl OutQueue {
             }
             n -= left;
             self.front_offset = 0;
-            self.segments.pop_front();
+            if let Some(mut done) = self.segments.pop_front() {
+                if done.capacity() <= GATHER * 4 && done.capacity() > self.spare.capacity() {
+                    done.clear();
+                    self.spare = done;
+                }
+            }
         }
         if self.segments.is_empty() {
             self.back_is_small = false;
@@ -172,14 +183,27 @@ mod tests {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut q = OutQueue::default();
         q.push_copy(b"head ");
-        q.push(vec![b'x'; 2000]);
+        q.push(vec![b'y'; 1000]);
+        q.push_copy(b"\r\n");
+        assert_eq!(
+            q.segments.len(),
+            1,
+            "small pieces are gathered into one buffer"
+        );
+        q.push(vec![b'x'; 5000]);
         q.push_copy(b"\r\n");
         q.push_copy(b"0\r\n\r\n");
-        assert_eq!(q.segments.len(), 3);
+        assert_eq!(q.segments.len(), 3, "a large body is queued as it is");
         let expect = q.contents();
         let n = q.write_to(a.as_raw_fd()).unwrap();
         assert_eq!(n, expect.len());
         assert!(q.is_empty());
+        assert!(
+            q.spare.capacity() >= GATHER,
+            "a drained gathering buffer is kept"
+        );
+        q.push_copy(b"again");
+        assert_eq!(q.spare.capacity(), 0, "and reused");
         drop(a);
         let mut got = Vec::new();
         b.read_to_end(&mut got).unwrap();
