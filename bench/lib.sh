@@ -1,0 +1,325 @@
+# bench/lib.sh - shell functions shared by bench/run.sh and bench/profile.sh.
+# Sourced, not run. Expects: BENCH (this directory), ROOT (the repository), WORK (a temp
+# directory this run owns), THREADS (server threads / nginx workers), SERVER_CPUS.
+
+# Every process started through start_* is recorded here and killed by cleanup.
+STARTED_PIDS=()
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# Installs what the benchmark needs from Debian's packages; apt-get update once, and only
+# when something is missing.
+install_deps() {
+    local need=() pkg
+    for pkg in nginx libnginx-mod-http-lua libmicrohttpd-dev wrk gcc pkg-config curl \
+        iproute2 valgrind strace gzip; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+            need+=("$pkg")
+    done
+    if ((${#need[@]} > 0)); then
+        log "installing: ${need[*]}"
+        local sudo=()
+        [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+        timeout 600 "${sudo[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq \
+            --no-install-recommends "${need[@]}" >&2
+    fi
+    command -v cargo >/dev/null || die "cargo not found (install Rust with rustup)"
+}
+
+CFLAGS_BENCH=(-O2 -g -Wall -Wextra -Werror)
+
+# Builds the library and host (cargo, unless NO_BUILD=1) and every C piece into $WORK/bin,
+# and writes the corpus into $WORK/corpus. httpsrvd is copied, so that a rebuild by someone
+# else during the run cannot swap the binary under it.
+build_all() {
+    mkdir -p "$WORK/bin" "$WORK/corpus"
+    if [[ ${NO_BUILD:-0} != 1 ]]; then
+        log "cargo build --release"
+        (cd "$ROOT" && timeout 1200 cargo build --release --quiet) || die "cargo build failed"
+    fi
+    [[ -x $ROOT/target/release/httpsrvd ]] || die "no target/release/httpsrvd"
+    cp "$ROOT/target/release/httpsrvd" "$WORK/bin/httpsrvd"
+    local b="$WORK/bin"
+    gcc "${CFLAGS_BENCH[@]}" -o "$b/corpus" "$BENCH/corpus.c"
+    gcc -std=c11 "${CFLAGS_BENCH[@]}" -fPIC -shared -pthread -I"$ROOT/include" \
+        -o "$b/bench_module.so" "$BENCH/bench_module.c"
+    # shellcheck disable=SC2046
+    gcc "${CFLAGS_BENCH[@]}" -pthread -o "$b/mhd_server" "$BENCH/mhd_server.c" \
+        $(pkg-config --cflags --libs libmicrohttpd)
+    gcc "${CFLAGS_BENCH[@]}" -pthread -o "$b/floor" "$BENCH/floor.c"
+    gcc "${CFLAGS_BENCH[@]}" -o "$b/idle_conns" "$BENCH/idle_conns.c"
+    gcc "${CFLAGS_BENCH[@]}" -o "$b/flush_latency" "$BENCH/flush_latency.c"
+    "$b/corpus" "$WORK/corpus"
+    chmod 755 "$WORK" "$WORK/corpus"
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on now (for nginx, which cannot bind port 0
+# and report it). Below the ephemeral range, so wrk's own connections never take it.
+free_port() {
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 12000))
+        if [[ -z $(ss -Htln "( sport = :$p )" 2>/dev/null) ]]; then
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# Waits (bounded) until a line matching "listening on http://127.0.0.1:PORT/" is in FILE;
+# prints PORT.
+wait_port() {
+    local file=$1 pid=$2 i port
+    for ((i = 0; i < 100; i++)); do
+        port=$(grep -o 'http://127\.0\.0\.1:[0-9]*/' "$file" 2>/dev/null | head -1 | grep -o '[0-9]*/$' | tr -d /) || true
+        if [[ -n $port ]]; then
+            echo "$port"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { cat "$file" >&2; die "server $pid exited"; }
+        sleep 0.1
+    done
+    cat "$file" >&2
+    die "server $pid did not report its port"
+}
+
+# Waits (bounded) until 127.0.0.1:PORT accepts connections.
+wait_listen() {
+    local port=$1 i
+    for ((i = 0; i < 100; i++)); do
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && return 0
+        sleep 0.1
+    done
+    die "nothing answers on port $port"
+}
+
+# start_<server>: starts it pinned to SERVER_CPUS; sets SRV_PID (the process whose CPU time
+# counts: for nginx, the master, whose workers measure_pids lists) and SRV_PORT.
+start_httpsrv() {
+    local out="$WORK/httpsrv.$1.log" wrapper=()
+    shift
+    # extra words before the command, e.g. valgrind, come as arguments
+    wrapper=("$@")
+    taskset -c "$SERVER_CPUS" "${wrapper[@]}" "$WORK/bin/httpsrvd" --listen 127.0.0.1:0 \
+        --module "$WORK/bin/bench_module.so=$WORK/corpus" \
+        --set "threads=$THREADS" --set keepalive_requests=100000000 \
+        --set max_connections=20000 --grace-ms 200 >"$out" 2>&1 &
+    SRV_PID=$!
+    STARTED_PIDS+=("$SRV_PID")
+    SRV_PORT=$(wait_port "$out" "$SRV_PID")
+}
+
+start_mhd() {
+    local out="$WORK/mhd.$1.log"
+    taskset -c "$SERVER_CPUS" "$WORK/bin/mhd_server" "$WORK/corpus" "$THREADS" >"$out" 2>&1 &
+    SRV_PID=$!
+    STARTED_PIDS+=("$SRV_PID")
+    SRV_PORT=$(wait_port "$out" "$SRV_PID")
+}
+
+start_floor() {
+    local out="$WORK/floor.$1.log"
+    taskset -c "$SERVER_CPUS" "$WORK/bin/floor" "$WORK/corpus" "$THREADS" >"$out" 2>&1 &
+    SRV_PID=$!
+    STARTED_PIDS+=("$SRV_PID")
+    SRV_PORT=$(wait_port "$out" "$SRV_PID")
+}
+
+# nginx 1.22 + lua: the same bodies as bench_module.c, read from the same corpus files at
+# init (in the master, before the workers fork).
+write_nginx_conf() {
+    local dir=$1 port=$2
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+# generated by bench/lib.sh
+daemon off;
+master_process on;
+worker_processes $THREADS;
+worker_rlimit_nofile 20000;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+
+events {
+    worker_connections 12000;
+    use epoll;
+}
+
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    lua_code_cache on;
+
+    gzip off;
+    gzip_comp_level 1;
+    gzip_min_length 256;
+    gzip_vary on;
+
+    init_by_lua_block {
+        local function slurp(name)
+            local f = assert(io.open("$WORK/corpus/" .. name, "rb"))
+            local s = f:read("*a")
+            f:close()
+            return s
+        end
+        local text = slurp("text.txt")
+        local b = { text10k = text:sub(1, 10240), big = slurp("big.bin"), pieces = {} }
+        for i = 1, 20 do
+            b.pieces[i] = text:sub((i - 1) * 1024 + 1, i * 1024)
+        end
+        package.loaded.bench = b
+    }
+
+    server {
+        listen 127.0.0.1:$port;
+
+        location = /hello {
+            default_type text/plain;
+            content_by_lua_block { ngx.print("Hello, world!") }
+        }
+        location = /chunks {
+            default_type text/plain;
+            content_by_lua_block {
+                local p = require("bench").pieces
+                for i = 1, 16 do
+                    ngx.print(p[i])
+                    ngx.flush()
+                end
+            }
+        }
+        location = /gzip10k {
+            default_type text/html;
+            gzip on;
+            content_by_lua_block { ngx.print(require("bench").text10k) }
+        }
+        location = /gzipstream {
+            default_type text/html;
+            gzip on;
+            content_by_lua_block {
+                local p = require("bench").pieces
+                for i = 1, 20 do
+                    ngx.print(p[i])
+                    ngx.flush()
+                end
+            }
+        }
+        location = /big {
+            default_type application/octet-stream;
+            content_by_lua_block { ngx.print(require("bench").big) }
+        }
+    }
+}
+EOF
+}
+
+start_nginx() {
+    local dir="$WORK/nginx.$1"
+    mkdir -p "$dir"
+    SRV_PORT=$(free_port)
+    write_nginx_conf "$dir" "$SRV_PORT"
+    nginx -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ||
+        die "nginx config rejected (see $dir/error.log)"
+    taskset -c "$SERVER_CPUS" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+        >"$dir/stdout.log" 2>&1 &
+    SRV_PID=$!
+    STARTED_PIDS+=("$SRV_PID")
+    wait_listen "$SRV_PORT"
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ $(measure_pids nginx "$SRV_PID" | wc -w) -ge $THREADS ]] && return 0
+        sleep 0.1
+    done
+    die "nginx workers did not start"
+}
+
+# The PIDs whose CPU time and memory count: nginx's workers (the master only accepts
+# signals), the process itself for the others (its /proc/PID/stat sums all its threads).
+measure_pids() {
+    local kind=$1 pid=$2
+    if [[ $kind == nginx ]]; then
+        pgrep -P "$pid" | tr '\n' ' '
+    else
+        echo "$pid"
+    fi
+}
+
+# utime + stime in clock ticks, summed over the PIDs given.
+cpu_ticks() {
+    local total=0 pid rest
+    for pid in "$@"; do
+        rest=$(sed 's/^.*) //' "/proc/$pid/stat") || die "process $pid is gone"
+        # after "pid (comm) ": state is field 1, utime 12, stime 13
+        total=$((total + $(awk '{print $12 + $13}' <<<"$rest")))
+    done
+    echo "$total"
+}
+
+# VmRSS in KiB, summed over the PIDs given.
+rss_kib() {
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    STARTED_PIDS=()
+    if [[ ${KEEP:-0} == 1 ]]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+
+machine_facts() {
+    echo "- nproc: $(nproc)"
+    echo "- CPU: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "- memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "- kernel: $(uname -sr)"
+    echo "- OS: $(. /etc/os-release && echo "$PRETTY_NAME")"
+    echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), lua module $(dpkg-query -W -f='${Version}' libnginx-mod-http-lua 2>/dev/null)"
+    echo "- libmicrohttpd: $(pkg-config --modversion libmicrohttpd)"
+    echo "- wrk: $(dpkg-query -W -f='${Version}' wrk 2>/dev/null)"
+    echo "- rustc: $(rustc --version)"
+    echo "- gcc: $(gcc -dumpfullversion)"
+    echo "- httpsrv: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' + uncommitted changes')"
+}
+
+# Percent of all CPUs busy over one second, from /proc/stat: taken while nothing of ours
+# runs, it shows how much the machine's other users were taking.
+cpu_busy_pct() {
+    local a b
+    a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f%%", (d > 0 ? 100 * (y[1] - x[1]) / d : 0)}'
+}
