@@ -56,6 +56,12 @@ pub(super) struct Conn {
     pub(super) phase: Phase,
     pub(super) requests: u32,
     pub(super) read_closed: bool,
+    /// The socket may hold unread bytes: set by a readable event, cleared by a read that
+    /// emptied it. Saves the recv that would only say EAGAIN after each keep-alive response.
+    pub(super) readable: bool,
+    /// The client closed or reset: read on to the end, a short read is no proof of an empty
+    /// socket then (the end of stream raises no further event).
+    pub(super) peer_done: bool,
     /// Responses the library writes itself (404, 4xx errors, 100 Continue).
     pub(super) direct: OutQueue,
     pub(super) direct_progress: Instant,
@@ -81,6 +87,9 @@ impl Conn {
             self.rbuf = pool
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(POOLED_BUFFER));
+        }
+        if !self.readable {
+            return Read::Ok(0);
         }
         let mut added = 0;
         loop {
@@ -113,9 +122,10 @@ impl Conn {
                 // SAFETY: the kernel initialised n bytes.
                 unsafe { self.rbuf.set_len(self.rbuf.len() + n as usize) };
                 added += n as usize;
-                if short {
+                if short && !self.peer_done {
                     // A short read emptied the socket; with edge-triggered polling any later
                     // data raises a new event, so another recv would only return EAGAIN.
+                    self.readable = false;
                     return Read::Ok(added);
                 }
                 continue;
@@ -126,7 +136,10 @@ impl Conn {
             }
             let e = io::Error::last_os_error();
             match e.kind() {
-                ErrorKind::WouldBlock => return Read::Ok(added),
+                ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Read::Ok(added);
+                }
                 ErrorKind::Interrupted => continue,
                 _ => {
                     self.read_closed = true;

@@ -191,7 +191,8 @@ impl EventLoop {
                 } else {
                     let idx = token.0;
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                    self.guarded(idx, |lp| lp.on_event(idx, readable));
+                    let peer_done = ev.is_read_closed() || ev.is_error();
+                    self.guarded(idx, |lp| lp.on_event(idx, readable, peer_done));
                 }
             }
             for key in std::mem::take(&mut self.deferred) {
@@ -295,6 +296,8 @@ impl EventLoop {
             },
             requests: 0,
             read_closed: false,
+            readable: true,
+            peer_done: false,
             direct: OutQueue::default(),
             direct_progress: now,
             deadline: Some(deadline),
@@ -353,12 +356,15 @@ impl EventLoop {
         self.rt().release_connection();
     }
 
-    fn on_event(&mut self, idx: usize, readable: bool) {
+    /// `peer_done`: the client closed or reset (the end may sit behind data already there).
+    fn on_event(&mut self, idx: usize, readable: bool, peer_done: bool) {
         let limit = self.read_limit();
         let Some((conn, pool)) = self.conn_pool(idx) else {
             return;
         };
         if readable {
+            conn.readable = true;
+            conn.peer_done |= peer_done;
             match conn.phase {
                 Phase::Active(ref s) => {
                     // Read ahead (pipelining) and notice a client that left while we work.
@@ -469,7 +475,7 @@ impl EventLoop {
                     conn.deadline = Some(until);
                     conn.rpos = conn.rbuf.len();
                     self.schedule(until);
-                    return self.on_event(idx, true);
+                    return self.on_event(idx, true, false);
                 }
                 Phase::Active(s) => {
                     let s = s.clone();
