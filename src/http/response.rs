@@ -7,7 +7,7 @@ use std::ffi::c_int;
 use super::compress::{self, Coding, Compressor, CompressorPool};
 use super::outqueue::OutQueue;
 use super::{date, is_token, status};
-use crate::errors::{EALREADY, EINVAL, EMSGSIZE, ENOBUFS, ENOENT};
+use crate::errors::{EALREADY, EINVAL, EIO, EMSGSIZE, ENOBUFS, ENOENT};
 use crate::ffi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
 
 /// What the head filter needs to know about the request and the server.
@@ -322,6 +322,13 @@ impl Response {
         if let Some(c) = self.compressor.as_mut() {
             let mut z = Vec::with_capacity(body.len() / 2 + 64);
             c.compress(&body, last, &mut z);
+            if c.failed() {
+                // The deflate engine gave up (not expected): the stream cannot be finished
+                // correctly, so end the response without closing framing.
+                self.compressor = None;
+                self.truncate();
+                return Err(EIO);
+            }
             body = z;
             if last {
                 if let Some(c) = self.compressor.take() {

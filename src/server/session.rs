@@ -210,7 +210,13 @@ impl Session {
     fn queue_flush(&self, st: &mut State, last: bool) -> Result<u64, c_int> {
         let before = st.out.len();
         let cx = self.context(st.response.head_sent());
-        st.response.flush(last, &cx, &mut st.out)?;
+        if let Err(e) = st.response.flush(last, &cx, &mut st.out) {
+            if st.response.finished() && e != EALREADY {
+                // The filters failed mid-response: send what is queued, then close.
+                st.truncated = true;
+            }
+            return Err(e);
+        }
         if before == 0 && !st.out.is_empty() {
             // A send timeout counts from when there is something to send.
             st.last_progress = Instant::now();
