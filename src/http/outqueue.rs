@@ -33,17 +33,17 @@ impl OutQueue {
         self.len == 0
     }
 
-    /// Queues a buffer without copying it.
-    pub fn push(&mut self, data: Vec<u8>) {
-        if data.is_empty() {
-            return;
-        }
+    /// Queues a buffer: a large one as it is, a small one copied into the gathering buffer,
+    /// in which case the buffer is handed back for reuse.
+    pub fn push(&mut self, data: Vec<u8>) -> Option<Vec<u8>> {
         if data.len() <= SMALL {
-            return self.push_copy(&data);
+            self.push_copy(&data);
+            return Some(data);
         }
         self.len += data.len();
         self.segments.push_back(data);
         self.back_is_small = false;
+        None
     }
 
     /// Queues a copy of a few bytes (framing), gathered with neighbouring small pieces.

@@ -112,9 +112,11 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-fn push_hex(out: &mut Vec<u8>, mut n: usize) {
-    let mut buf = [0u8; 16];
-    let mut i = buf.len();
+/// A chunk-size line ("1a2b\r\n") written into `buf`, without allocating.
+fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let end = buf.len() - 2;
+    buf[end..].copy_from_slice(b"\r\n");
+    let mut i = end;
     loop {
         i -= 1;
         buf[i] = b"0123456789abcdef"[n & 15];
@@ -123,7 +125,7 @@ fn push_hex(out: &mut Vec<u8>, mut n: usize) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    &buf[i..]
 }
 
 impl Response {
@@ -345,7 +347,13 @@ impl Response {
             out.push(head);
             self.head_sent = true;
         }
-        self.frame_body(body, last, out);
+        if let Some(mut spare) = self.frame_body(body, last, out) {
+            // The next appends reuse the buffer instead of growing a new one.
+            if !last && self.pending.capacity() == 0 {
+                spare.clear();
+                self.pending = spare;
+            }
+        }
         if last {
             self.finished = true;
         }
@@ -502,29 +510,30 @@ impl Response {
     }
 
     /// The chunk filter (and its Content-Length and close-delimited siblings).
-    fn frame_body(&mut self, body: Vec<u8>, last: bool, out: &mut OutQueue) {
+    /// Returns the body's buffer when it was copied, for reuse.
+    fn frame_body(&mut self, body: Vec<u8>, last: bool, out: &mut OutQueue) -> Option<Vec<u8>> {
         match self.framing {
-            Framing::NoBody => {}
+            Framing::NoBody => None,
             Framing::Length(owed) => {
                 let n = (body.len() as u64).min(owed);
                 self.framing = Framing::Length(owed - n);
-                out.push(body);
                 if last && owed - n > 0 {
                     // The handler promised more than it sent: only closing can tell the client.
                     self.must_close = true;
                 }
+                out.push(body)
             }
             Framing::Chunked => {
                 if !body.is_empty() {
-                    let mut size = Vec::with_capacity(12);
-                    push_hex(&mut size, body.len());
-                    size.extend_from_slice(b"\r\n");
-                    out.push_copy(&size);
-                    out.push(body);
+                    let mut line = [0u8; 20];
+                    out.push_copy(chunk_size_line(body.len(), &mut line));
+                    let spare = out.push(body);
                     out.push_copy(if last { b"\r\n0\r\n\r\n" } else { b"\r\n" });
+                    return spare;
                 } else if last {
                     out.push_copy(b"0\r\n\r\n");
                 }
+                None
             }
             Framing::Close => out.push(body),
         }
