@@ -444,7 +444,6 @@ impl EventLoop {
     fn advance(&mut self, idx: usize) {
         let limit = self.read_limit();
         let limits = self.limits();
-        let rt = self.shared.rt.clone();
         let mut served = 0;
         loop {
             let stopping = self.stop_deadline.is_some();
@@ -493,7 +492,8 @@ impl EventLoop {
                         }
                         Progress::Ended { keep_alive, reset } => {
                             let (status, sent) = s.log_facts();
-                            rt.access_log(&conn.peer, Some(&s.request), status, sent);
+                            s.lp.rt
+                                .access_log(&conn.peer, Some(&s.request), status, sent);
                             if reset {
                                 return self.close(idx, true);
                             }
@@ -743,7 +743,7 @@ impl EventLoop {
 
     fn dispatch(&mut self, idx: usize, request: Request, body: Vec<u8>) {
         let keepalive_requests = self.rt().config.keepalive_requests;
-        let rt = self.shared.rt.clone();
+        // The session keeps its loop (and through it the runtime); one clone serves both.
         let lp = self.shared.clone();
         let Some(conn) = self.conn(idx) else {
             return;
@@ -754,7 +754,7 @@ impl EventLoop {
         let keep_alive = request.wants_keep_alive()
             && conn.requests < keepalive_requests
             && !(conn.read_closed && conn.rpos == conn.rbuf.len());
-        match rt.routes.find(request.method(), request.path()) {
+        match lp.rt.routes.find(request.method(), request.path()) {
             Match::NotFound => {
                 self.write_simple(idx, Some(&request), 404, None, keep_alive);
                 if !keep_alive {
@@ -788,7 +788,8 @@ impl EventLoop {
                 };
                 conn.phase = Phase::Active(session.clone());
                 if route.pool {
-                    if !rt
+                    if !lp
+                        .rt
                         .pool
                         .submit(session.clone(), route.handler, route.userdata)
                     {
