@@ -321,14 +321,18 @@ impl EventLoop {
         Some((conn, &mut self.buffers))
     }
 
-    /// Closes a connection. A session still running on it ends first (its close callback runs),
-    /// so no thread can write to the socket once it is closed and its number reused.
     fn close(&mut self, idx: usize, reset: bool) {
+        self.close_ending(idx, reset, ECONNRESET);
+    }
+
+    /// Closes a connection. A session still running on it ends first with `reason` (its close
+    /// callback runs), so no thread can write to the socket once it is closed and reused.
+    fn close_ending(&mut self, idx: usize, reset: bool, reason: i32) {
         let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
         if let Phase::Active(s) = &conn.phase {
-            s.fail(ECONNRESET);
+            s.fail(reason);
             s.drive(&mut OutQueue::default());
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -864,17 +868,7 @@ impl EventLoop {
                 continue;
             };
             if stop_due {
-                if let Phase::Active(s) = &conn.phase {
-                    s.fail(ECANCELED);
-                }
-                let s = match &conn.phase {
-                    Phase::Active(s) => Some(s.clone()),
-                    _ => None,
-                };
-                if let Some(s) = s {
-                    s.drive(&mut OutQueue::default());
-                }
-                self.close(idx, false);
+                self.close_ending(idx, false, ECANCELED);
                 continue;
             }
             if conn.deadline.is_none_or(|d| now < d) {
@@ -933,12 +927,7 @@ impl EventLoop {
             std::mem::take(&mut inbox.commands)
         };
         for idx in 0..self.conns.len() {
-            if let Some(Phase::Active(s)) = self.conns[idx].as_ref().map(|c| &c.phase) {
-                let s = s.clone();
-                s.fail(ECANCELED);
-                s.drive(&mut OutQueue::default());
-            }
-            self.close(idx, false);
+            self.close_ending(idx, false, ECANCELED);
         }
         for cmd in leftover {
             if let Command::Post {
