@@ -5,6 +5,7 @@
 //! wrapper itself, so one deflate state (a few hundred KB) can be reset and reused for either
 //! coding without reallocating.
 
+use super::is_token;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 /// A content coding the server can produce.
@@ -198,13 +199,6 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
-}
-
-/// RFC 9110 5.6.2 token: one or more tchar.
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Where a [`Compressor`] is in its stream.

@@ -65,9 +65,38 @@ impl OutQueue {
         self.back_is_small = true;
     }
 
-    /// Moves everything queued in `other` to the back of this queue, without copying.
+    /// Lets `write` append bytes to the gathering buffer (a response head, serialised in place).
+    /// Returns how many it wrote.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        if !self.back_is_small || self.segments.is_empty() {
+            let mut seg = std::mem::take(&mut self.spare);
+            seg.reserve(GATHER);
+            self.segments.push_back(seg);
+            self.back_is_small = true;
+        }
+        let Some(back) = self.segments.back_mut() else {
+            return 0;
+        };
+        let before = back.len();
+        write(back);
+        let n = back.len() - before;
+        self.len += n;
+        n
+    }
+
+    /// Moves everything queued in `other` to the back of this queue: a few KiB are copied
+    /// into this queue's gathering buffer (so a batch of small pipelined responses is one
+    /// buffer, and `other` keeps its own for reuse), more are moved without copying.
     pub fn append(&mut self, other: &mut OutQueue) {
         if other.is_empty() {
+            return;
+        }
+        if other.len <= SMALL {
+            for (i, seg) in other.segments.iter().enumerate() {
+                let start = if i == 0 { other.front_offset } else { 0 };
+                self.push_copy(&seg[start..]);
+            }
+            other.clear();
             return;
         }
         if other.front_offset > 0 {
@@ -81,9 +110,11 @@ impl OutQueue {
         other.clear();
     }
 
-    /// Drops everything queued.
+    /// Drops everything queued, keeping a gathering buffer for reuse.
     pub fn clear(&mut self) {
-        self.segments.clear();
+        while let Some(seg) = self.segments.pop_front() {
+            self.keep_spare(seg);
+        }
         self.front_offset = 0;
         self.len = 0;
         self.back_is_small = false;
@@ -135,6 +166,19 @@ impl OutQueue {
         Ok(total)
     }
 
+    /// Keeps a drained buffer as the next gathering buffer if it suits better than the one kept.
+    fn keep_spare(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() <= GATHER * 4 && buf.capacity() > self.spare.capacity() {
+            buf.clear();
+            self.spare = buf;
+        }
+    }
+
+    /// Drops the kept gathering buffer (an idle connection holds none).
+    pub fn release_spare(&mut self) {
+        self.spare = Vec::new();
+    }
+
     fn consume(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
@@ -148,11 +192,8 @@ impl OutQueue {
             }
             n -= left;
             self.front_offset = 0;
-            if let Some(mut done) = self.segments.pop_front() {
-                if done.capacity() <= GATHER * 4 && done.capacity() > self.spare.capacity() {
-                    done.clear();
-                    self.spare = done;
-                }
+            if let Some(done) = self.segments.pop_front() {
+                self.keep_spare(done);
             }
         }
         if self.segments.is_empty() {

@@ -10,6 +10,8 @@
 //! the `Request` lives, because the heap block of a `Vec` never moves when its owner does).
 
 use libc::c_char;
+
+use super::is_token;
 use std::mem::MaybeUninit;
 
 /// Size limits of a request head.
@@ -61,9 +63,10 @@ const fn bad(reason: &'static str) -> HttpError {
 }
 
 /// How the body of a request is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyFraming {
     /// No Content-Length and no Transfer-Encoding: the request has no body.
+    #[default]
     None,
     /// Content-Length (possibly 0).
     Length(u64),
@@ -88,8 +91,9 @@ struct Field {
     value: Span,
 }
 
-/// One parsed request head, owning its bytes.
-#[derive(Debug, Clone)]
+/// One parsed request head, owning its bytes. The default is an empty placeholder whose buffers
+/// `parse_head_into` fills.
+#[derive(Debug, Clone, Default)]
 pub struct Request {
     /// method\0target\0path\0query\0 then name\0value\0 per field.
     data: Vec<u8>,
@@ -119,8 +123,15 @@ impl Request {
     }
 
     fn text(&self, s: Span) -> &str {
-        // Only visible ASCII is ever stored in these spans, so this never falls back.
-        std::str::from_utf8(self.bytes(s)).unwrap_or("")
+        // Only visible ASCII is ever stored in these spans, so this never falls back; checking
+        // for ASCII is cheaper than full UTF-8 validation, and this runs several times a request.
+        let b = self.bytes(s);
+        if b.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            unsafe { std::str::from_utf8_unchecked(b) }
+        } else {
+            ""
+        }
     }
 
     fn c_ptr(&self, s: Span) -> *const c_char {
@@ -128,6 +139,16 @@ impl Request {
             .get(s.off as usize..)
             .map_or(EMPTY_C.as_ptr(), |t| t.as_ptr())
             .cast()
+    }
+
+    /// Drops buffers larger than `max` bytes, so a request kept for reuse holds little.
+    pub fn shrink(&mut self, max: usize) {
+        if self.data.capacity() > max {
+            self.data = Vec::new();
+        }
+        if self.fields.capacity() * std::mem::size_of::<Field>() > max {
+            self.fields = Vec::new();
+        }
     }
 
     /// The method, a token (case-sensitive: `get` is not `GET`).
@@ -241,8 +262,8 @@ impl Request {
     }
 }
 
-/// Byte classes of the checks httparse leaves to us, looked up in one table.
-const TCHAR: u8 = 1;
+/// Byte classes of the checks httparse leaves to us, looked up in one table (tokens use
+/// `http::is_token`).
 /// VCHAR, the bytes of a request-target.
 const VISIBLE: u8 = 2;
 /// Bytes of uri-host [":" port]: reg-name, IP literals in brackets, percent-encoding.
@@ -256,28 +277,6 @@ const fn byte_classes() -> [u8; 256] {
     while i < 256 {
         let b = i as u8;
         let mut c = 0;
-        // tchar of RFC 9110 section 5.6.2.
-        if b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            )
-        {
-            c |= TCHAR;
-        }
         if b >= 0x21 && b <= 0x7e {
             c |= VISIBLE;
         }
@@ -314,10 +313,6 @@ const fn byte_classes() -> [u8; 256] {
 
 fn all_in(s: &[u8], class: u8) -> bool {
     s.iter().all(|&b| CLASS[b as usize] & class != 0)
-}
-
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && all_in(s, TCHAR)
 }
 
 fn trim_ows(mut s: &[u8]) -> &[u8] {
@@ -397,11 +392,7 @@ fn target_fault(input: &[u8]) -> Option<HttpError> {
 
 /// For a head httparse needs more bytes of: Ok(None), or an error that more bytes cannot cure
 /// (the limit: 414 while the request line is unfinished, 431 after).
-fn incomplete(
-    input: &[u8],
-    buf_len: usize,
-    max: usize,
-) -> Result<Option<(Request, usize)>, HttpError> {
+fn incomplete(input: &[u8], buf_len: usize, max: usize) -> Result<Option<usize>, HttpError> {
     if let Some(e) = target_fault(input) {
         Err(e)
     } else if buf_len < max {
@@ -426,6 +417,17 @@ fn incomplete(
 /// lets through obs-text) in a form that suits the method, exactly one valid Host on HTTP/1.1 and
 /// at most one on 1.0, and the Content-Length/Transfer-Encoding framing rules.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, HttpError> {
+    let mut req = Request::default();
+    Ok(parse_head_into(buf, limits, &mut req)?.map(|n| (req, n)))
+}
+
+/// `parse_head`, reusing the buffers of `req` (an earlier request's), which it overwrites when
+/// it returns `Ok(Some(n))`; otherwise `req` holds nothing useful.
+pub fn parse_head_into(
+    buf: &[u8],
+    limits: &Limits,
+    req: &mut Request,
+) -> Result<Option<usize>, HttpError> {
     let max = limits.max_header_bytes;
 
     // Leading empty lines: httparse skips any number, we allow a few.
@@ -511,16 +513,19 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)
         return Err(HttpError::new(431, "request head too large"));
     }
 
-    let mut b = Builder {
-        data: Vec::with_capacity(capacity),
-    };
+    let mut data = std::mem::take(&mut req.data);
+    data.clear();
+    data.reserve(capacity);
+    let mut b = Builder { data };
     let method_span = b.push(method);
     let target_span = b.push(target);
     let (path, query) = split_target(method, target)?;
     let path_span = b.push(path);
     let query_span = b.push(query);
 
-    let mut fields = Vec::with_capacity(t.fields.len());
+    let mut fields = std::mem::take(&mut req.fields);
+    fields.clear();
+    fields.reserve(t.fields.len());
     let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
     let mut te = TransferEncoding::default();
@@ -598,7 +603,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)
         conn_keep_alive && !conn_close
     };
 
-    let req = Request {
+    *req = Request {
         data: b.data,
         fields,
         method: method_span,
@@ -612,7 +617,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)
         is_head: method == b"HEAD",
         head_len: head_end,
     };
-    Ok(Some((req, head_end)))
+    Ok(Some(head_end))
 }
 
 struct Builder {

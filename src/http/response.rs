@@ -5,6 +5,7 @@
 use std::ffi::c_int;
 
 use super::compress::{self, Coding, Compressor, CompressorPool};
+use super::fields::Fields;
 use super::outqueue::OutQueue;
 use super::{date, is_token, status};
 use crate::errors::{EALREADY, EINVAL, EIO, EMSGSIZE, ENOBUFS, ENOENT};
@@ -41,8 +42,8 @@ enum Framing {
 
 pub struct Response {
     status: u16,
-    reason: Option<String>,
-    fields: Vec<(String, String)>,
+    reason: Option<Vec<u8>>,
+    fields: Fields,
     compression_mode: c_int,
     /// Body appended since the last flush.
     pending: Vec<u8>,
@@ -65,7 +66,7 @@ impl Default for Response {
         Response {
             status: 200,
             reason: None,
-            fields: Vec::new(),
+            fields: Fields::default(),
             compression_mode: HTTPSRV_COMPRESS_AUTO,
             pending: Vec::new(),
             appended: 0,
@@ -85,17 +86,27 @@ fn valid_value(v: &[u8]) -> bool {
     !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
 }
 
-fn parse_length(v: &str) -> Option<u64> {
-    let v = v.trim_matches([' ', '\t']);
-    if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
     }
-    v.parse().ok()
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
 }
 
-fn has_token(list: &str, token: &str) -> bool {
-    list.split(',')
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = trim_ows(v);
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+fn has_token(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',')
+        .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -154,6 +165,51 @@ impl Response {
         self.pending.len()
     }
 
+    /// Back to a fresh response, keeping the field and body buffers for the next one.
+    /// Field by field, like `Response::default`; the pattern names every field, so a new one
+    /// cannot be forgotten here.
+    pub fn reset(&mut self) {
+        let Response {
+            status,
+            reason,
+            fields,
+            compression_mode,
+            pending,
+            appended,
+            declared_length,
+            head_sent,
+            finished,
+            framing,
+            compressor,
+            keep_alive,
+            must_close,
+            head_len,
+        } = self;
+        *status = 200;
+        *reason = None;
+        fields.clear();
+        *compression_mode = HTTPSRV_COMPRESS_AUTO;
+        pending.clear();
+        *appended = 0;
+        *declared_length = None;
+        *head_sent = false;
+        *finished = false;
+        *framing = Framing::NoBody;
+        // A response cut short may still hold one; its stream state is useless now.
+        *compressor = None;
+        *keep_alive = false;
+        *must_close = false;
+        *head_len = 0;
+    }
+
+    /// Drops buffers larger than `max` bytes, so a response kept for reuse holds little.
+    pub fn shrink(&mut self, max: usize) {
+        if self.pending.capacity() > max {
+            self.pending = Vec::new();
+        }
+        self.fields.shrink(max);
+    }
+
     fn check_open(&self) -> Result<(), c_int> {
         if self.head_sent {
             Err(EALREADY)
@@ -168,7 +224,7 @@ impl Response {
         }
         let reason = match reason {
             Some(r) if !valid_value(r) => return Err(EINVAL),
-            Some(r) => Some(String::from_utf8_lossy(r).into_owned()),
+            Some(r) => Some(r.to_vec()),
             None => None,
         };
         self.check_open()?;
@@ -183,31 +239,23 @@ impl Response {
             return Err(EINVAL);
         }
         if name.eq_ignore_ascii_case(b"content-length") {
-            parse_length(std::str::from_utf8(value).map_err(|_| EINVAL)?).ok_or(EINVAL)?;
+            parse_length(value).ok_or(EINVAL)?;
         }
         Ok(())
     }
 
     fn note_length(&mut self) {
-        self.declared_length = self
-            .fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| parse_length(v));
+        self.declared_length = self.fields.get(b"content-length").and_then(parse_length);
     }
 
     /// Replaces every field of that name.
     pub fn set_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), c_int> {
         Self::check_field(name, value)?;
         self.check_open()?;
-        let name_s = String::from_utf8_lossy(name);
-        self.fields
-            .retain(|(n, _)| !n.eq_ignore_ascii_case(&name_s));
-        self.fields.push((
-            name_s.into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
-        self.note_length();
+        self.fields.set(name, value);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.note_length();
+        }
         Ok(())
     }
 
@@ -219,10 +267,7 @@ impl Response {
             // Two lengths would be ambiguous framing; the last one set wins.
             return self.set_header(name, value);
         }
-        self.fields.push((
-            String::from_utf8_lossy(name).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
+        self.fields.push(name, value);
         Ok(())
     }
 
@@ -231,10 +276,7 @@ impl Response {
             return Err(EINVAL);
         }
         self.check_open()?;
-        let before = self.fields.len();
-        self.fields
-            .retain(|(n, _)| !n.as_bytes().eq_ignore_ascii_case(name));
-        if self.fields.len() == before {
+        if self.fields.remove_all(name) == 0 {
             return Err(ENOENT);
         }
         self.note_length();
@@ -294,11 +336,13 @@ impl Response {
         *self = Response::default();
         self.compression_mode = compression_mode;
         self.status = status;
-        self.fields
-            .push(("Content-Type".to_string(), "text/plain".to_string()));
-        let text = format!("{} {}\n", status, status::reason_phrase(status));
-        self.appended = text.len() as u64;
-        self.pending = text.into_bytes();
+        self.fields.push(b"Content-Type", b"text/plain");
+        push_decimal(&mut self.pending, u64::from(status));
+        self.pending.push(b' ');
+        self.pending
+            .extend_from_slice(status::reason_phrase(status).as_bytes());
+        self.pending.push(b'\n');
+        self.appended = self.pending.len() as u64;
     }
 
     /// Marks the response finished without closing framing: the connection must close.
@@ -342,9 +386,7 @@ impl Response {
             if self.framing == Framing::Length(u64::MAX) {
                 self.framing = Framing::Length(body.len() as u64);
             }
-            let head = self.head(cx);
-            self.head_len = head.len();
-            out.push(head);
+            self.head_len = out.push_with(|h| self.write_head(cx, h));
             self.head_sent = true;
         }
         if let Some(mut spare) = self.frame_body(body, last, out) {
@@ -366,7 +408,7 @@ impl Response {
         let bodiless_status = status < 200 || status == 204 || status == 304;
         let no_body = cx.is_head || bodiless_status;
         let compressible_status = !(bodiless_status || status == 206);
-        let handler_encoded = self.field("content-encoding").is_some();
+        let handler_encoded = self.fields.contains(b"content-encoding");
         // Whether the representation depends on Accept-Encoding at all: then caches must be
         // told with Vary, also when this particular client got it plain (RFC 9110 12.5.5).
         let negotiable = cx.compression
@@ -374,8 +416,8 @@ impl Response {
             && match self.compression_mode {
                 HTTPSRV_COMPRESS_ON => true,
                 HTTPSRV_COMPRESS_AUTO => {
-                    let content_type = self.field("content-type").unwrap_or("");
-                    compress::type_eligible(content_type.as_bytes(), cx.compression_types)
+                    let content_type = self.fields.get(b"content-type").unwrap_or_default();
+                    compress::type_eligible(content_type, cx.compression_types)
                 }
                 _ => false,
             };
@@ -391,11 +433,10 @@ impl Response {
             self.add_vary();
         }
         if let Some(coding) = coding {
-            self.fields
-                .retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+            self.fields.remove_all(b"content-length");
             self.declared_length = None;
             self.fields
-                .push(("Content-Encoding".to_string(), coding.token().to_string()));
+                .push(b"Content-Encoding", coding.token().as_bytes());
             let mut compressor = cx.compressors.take(coding, cx.compression_level);
             if cx.is_head {
                 // HEAD carries the fields GET would: the compressed length, when known.
@@ -403,7 +444,7 @@ impl Response {
                     let mut z = Vec::with_capacity(body.len() / 2 + 64);
                     compressor.compress(body, true, &mut z);
                     self.fields
-                        .push(("Content-Length".to_string(), z.len().to_string()));
+                        .push(b"Content-Length", z.len().to_string().as_bytes());
                 }
                 cx.compressors.give(compressor);
             } else {
@@ -411,11 +452,10 @@ impl Response {
             }
         } else if cx.is_head && last && self.declared_length.is_none() && compressible_status {
             self.fields
-                .push(("Content-Length".to_string(), body.len().to_string()));
+                .push(b"Content-Length", body.len().to_string().as_bytes());
         }
         if status < 200 || status == 204 {
-            self.fields
-                .retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+            self.fields.remove_all(b"content-length");
             self.declared_length = None;
         }
         self.framing = if no_body {
@@ -431,70 +471,58 @@ impl Response {
             Framing::Close
         };
         let handler_close = self
-            .field("connection")
-            .is_some_and(|v| has_token(v, "close"));
+            .fields
+            .get(b"connection")
+            .is_some_and(|v| has_token(v, b"close"));
         self.keep_alive = cx.keep_alive && self.framing != Framing::Close && !handler_close;
         if self.framing == Framing::Close {
             self.must_close = true;
         }
     }
 
-    fn field(&self, lower_name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(lower_name))
-            .map(|(_, v)| v.as_str())
-    }
-
     fn add_vary(&mut self) {
-        if let Some((_, v)) = self
-            .fields
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case("vary"))
-        {
-            if !has_token(v, "accept-encoding") && !has_token(v, "*") {
-                v.push_str(", Accept-Encoding");
+        match self.fields.get(b"vary") {
+            Some(v) if has_token(v, b"accept-encoding") || has_token(v, b"*") => {}
+            Some(_) => {
+                self.fields.extend_value(b"vary", b", Accept-Encoding");
             }
-            return;
+            None => self.fields.push(b"Vary", b"Accept-Encoding"),
         }
-        self.fields
-            .push(("Vary".to_string(), "Accept-Encoding".to_string()));
     }
 
-    /// Serialises the status line and fields.
-    fn head(&self, cx: &Context) -> Vec<u8> {
-        let mut h = Vec::with_capacity(160 + self.fields.len() * 40);
+    /// Serialises the status line and fields at the end of `h`.
+    fn write_head(&self, cx: &Context, h: &mut Vec<u8>) {
         h.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(&mut h, u64::from(self.status));
+        push_decimal(h, u64::from(self.status));
         h.push(b' ');
         match &self.reason {
-            Some(r) => h.extend_from_slice(r.as_bytes()),
+            Some(r) => h.extend_from_slice(r),
             None => h.extend_from_slice(status::reason_phrase(self.status).as_bytes()),
         }
         h.extend_from_slice(b"\r\n");
-        if !cx.server_header.is_empty() && self.field("server").is_none() {
+        if !cx.server_header.is_empty() && !self.fields.contains(b"server") {
             h.extend_from_slice(b"Server: ");
             h.extend_from_slice(cx.server_header.as_bytes());
             h.extend_from_slice(b"\r\n");
         }
-        if self.field("date").is_none() {
+        if !self.fields.contains(b"date") {
             h.extend_from_slice(b"Date: ");
             h.extend_from_slice(&date::http_date());
             h.extend_from_slice(b"\r\n");
         }
-        for (n, v) in &self.fields {
-            if n.eq_ignore_ascii_case("connection") {
+        for (n, v) in self.fields.iter() {
+            if n.eq_ignore_ascii_case(b"connection") {
                 continue;
             }
-            h.extend_from_slice(n.as_bytes());
+            h.extend_from_slice(n);
             h.extend_from_slice(b": ");
-            h.extend_from_slice(v.as_bytes());
+            h.extend_from_slice(v);
             h.extend_from_slice(b"\r\n");
         }
         match self.framing {
             Framing::Length(n) if self.declared_length.is_none() => {
                 h.extend_from_slice(b"Content-Length: ");
-                push_decimal(&mut h, n);
+                push_decimal(h, n);
                 h.extend_from_slice(b"\r\n");
             }
             Framing::Chunked => h.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -506,7 +534,6 @@ impl Response {
             h.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         h.extend_from_slice(b"\r\n");
-        h
     }
 
     /// The chunk filter (and its Content-Length and close-delimited siblings).

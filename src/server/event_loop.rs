@@ -16,15 +16,16 @@ use parking_lot::Mutex;
 
 use super::connection::{BodyState, Conn, Phase, Read};
 use super::handles::{self, Handle};
+use super::recycle::Recycler;
 use super::routes::Match;
 use super::runtime::Runtime;
-use super::session::{run_handler, Progress, Session};
+use super::session::{run_handler, Progress, Start};
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
 use crate::ffi::httpsrv_session;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::compress::CompressorPool;
 use crate::http::outqueue::OutQueue;
-use crate::http::request::{parse_head, BodyFraming, HttpError, Limits, Request};
+use crate::http::request::{parse_head_into, BodyFraming, HttpError, Limits, Request};
 use crate::http::response::{Context, Response};
 
 const WAKER: Token = Token(usize::MAX);
@@ -117,6 +118,8 @@ pub struct EventLoop {
     buffers: Vec<Vec<u8>>,
     /// Connections that used up their turn with work left; served after the next poll.
     deferred: Vec<ConnKey>,
+    /// Finished sessions and head buffers for the next requests.
+    recycler: Recycler,
 }
 
 impl EventLoop {
@@ -154,6 +157,7 @@ impl EventLoop {
             stop_deadline: None,
             buffers: Vec::new(),
             deferred: Vec::new(),
+            recycler: Recycler::default(),
         })
     }
 
@@ -498,24 +502,24 @@ impl EventLoop {
                             let (status, sent) = s.log_facts();
                             s.lp.rt
                                 .access_log(&conn.peer, Some(&s.request), status, sent);
-                            if reset {
-                                return self.close(idx, true);
-                            }
-                            if stopping && conn.direct.is_empty() {
-                                return self.close(idx, false);
-                            }
-                            if !keep_alive || stopping {
+                            let close_now = reset || (stopping && conn.direct.is_empty());
+                            if keep_alive && !stopping {
+                                conn.phase = Phase::Head {
+                                    since: Instant::now(),
+                                    receiving: false,
+                                };
+                                conn.release_idle_buffer(pool);
+                            } else {
                                 // Half-close and linger: closing at once would answer the
                                 // client's next bytes with a reset, which can destroy the
                                 // end of this response still in flight (RFC 9112 9.6).
                                 conn.phase = Phase::Closing { linger_until: None };
-                                continue;
                             }
-                            conn.phase = Phase::Head {
-                                since: Instant::now(),
-                                receiving: false,
-                            };
-                            conn.release_idle_buffer(pool);
+                            // The connection let go of the session: the next request reuses it.
+                            self.recycler.recycle(s);
+                            if close_now {
+                                return self.close(idx, reset);
+                            }
                         }
                     }
                 }
@@ -576,6 +580,9 @@ impl EventLoop {
                 receiving: false,
             } => {
                 conn.release_idle_buffer(pool);
+                if conn.direct.is_empty() {
+                    conn.direct.release_spare();
+                }
                 since + keepalive
             }
             Phase::Head { since, .. } => since + header,
@@ -590,7 +597,7 @@ impl EventLoop {
     /// changed); false when more input is needed.
     fn parse(&mut self, idx: usize, limits: &Limits) -> bool {
         let max_body = self.rt().config.max_body_bytes;
-        let Some(conn) = self.conn(idx) else {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return false;
         };
         match &mut conn.phase {
@@ -603,14 +610,15 @@ impl EventLoop {
                     *receiving = true;
                     *since = Instant::now();
                 }
-                match parse_head(conn.unread(), limits) {
+                match parse_head_into(conn.unread(), limits, self.recycler.request()) {
                     Ok(None) => false,
                     Err(e) => {
                         self.refuse(idx, e);
                         true
                     }
-                    Ok(Some((request, n))) => {
+                    Ok(Some(n)) => {
                         conn.rpos += n;
+                        let request = self.recycler.take_request();
                         let state = match request.body_framing() {
                             BodyFraming::None => {
                                 self.dispatch(idx, request, Vec::new());
@@ -749,7 +757,7 @@ impl EventLoop {
         let keepalive_requests = self.rt().config.keepalive_requests;
         // The session keeps its loop (and through it the runtime); one clone serves both.
         let lp = self.shared.clone();
-        let Some(conn) = self.conn(idx) else {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
         conn.requests += 1;
@@ -780,9 +788,16 @@ impl EventLoop {
                 // More pipelined requests wait, or earlier responses are still batched: hold
                 // this response so the batch leaves in one send, in order.
                 let hold = conn.rpos < conn.rbuf.len() || !conn.direct.is_empty();
-                let Some(session) = Session::create(
-                    &lp, conn.key, fd, request, body, conn.peer, keep_alive, hold,
-                ) else {
+                let start = Start {
+                    conn: conn.key,
+                    fd,
+                    request,
+                    body,
+                    peer: conn.peer,
+                    keep_alive,
+                    hold,
+                };
+                let Some(session) = self.recycler.start(&lp, start) else {
                     // The handle table is full (2^28 live sessions per shard).
                     self.write_simple(idx, None, 503, None, false);
                     if let Some(c) = self.conn(idx) {

@@ -7,6 +7,7 @@ pub mod handles;
 pub mod log;
 pub mod module;
 pub mod pool;
+mod recycle;
 pub mod routes;
 pub mod runtime;
 pub mod session;

@@ -24,6 +24,11 @@ use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
 use crate::http::response::{accepted_coding, Context, Response};
 
+/// Largest request head buffer a retired session keeps for the next parse.
+const RETIRED_REQUEST_BYTES: usize = 16 * 1024;
+/// Largest response buffers (fields, pending body) a retired session keeps.
+const RETIRED_RESPONSE_BYTES: usize = 64 * 1024;
+
 pub struct AsyncFlush {
     start: u64,
     target: u64,
@@ -105,55 +110,151 @@ fn socket_errno(e: &std::io::Error) -> c_int {
     }
 }
 
+/// What the loop knows about a request when it starts a session for it.
+pub struct Start {
+    pub conn: ConnKey,
+    pub fd: RawFd,
+    pub request: Request,
+    pub body: Vec<u8>,
+    pub peer: SocketAddr,
+    /// The client may keep the connection after this response.
+    pub keep_alive: bool,
+    /// Earlier output of the connection goes first (see `State::hold`).
+    pub hold: bool,
+}
+
+impl State {
+    fn new(hold: bool) -> State {
+        State {
+            response: Response::default(),
+            out: OutQueue::default(),
+            queued_total: 0,
+            bytes_sent: 0,
+            last_progress: Instant::now(),
+            ended: None,
+            handler_running: true,
+            pending_posts: 0,
+            close_fn: None,
+            close_userdata: std::ptr::null_mut(),
+            close_done: false,
+            user_data: std::ptr::null_mut(),
+            async_flushes: VecDeque::new(),
+            blocking_waiters: 0,
+            wake_queued: false,
+            must_reset: false,
+            truncated: false,
+            hold,
+        }
+    }
+
+    /// `State::new`, keeping the buffers of the response and the queue. Field by field (moving
+    /// whole states costs more than the rest of a request's bookkeeping); the pattern names
+    /// every field, so a new one cannot be forgotten here.
+    fn restart(&mut self, hold: bool) {
+        let State {
+            response,
+            out,
+            queued_total,
+            bytes_sent,
+            last_progress,
+            ended,
+            handler_running,
+            pending_posts,
+            close_fn,
+            close_userdata,
+            close_done,
+            user_data,
+            async_flushes,
+            blocking_waiters,
+            wake_queued,
+            must_reset,
+            truncated,
+            hold: held,
+        } = self;
+        response.reset();
+        out.clear();
+        async_flushes.clear();
+        *queued_total = 0;
+        *bytes_sent = 0;
+        *last_progress = Instant::now();
+        *ended = None;
+        *handler_running = true;
+        *pending_posts = 0;
+        *close_fn = None;
+        *close_userdata = std::ptr::null_mut();
+        *close_done = false;
+        *user_data = std::ptr::null_mut();
+        *blocking_waiters = 0;
+        *wake_queued = false;
+        *must_reset = false;
+        *truncated = false;
+        *held = hold;
+    }
+}
+
 impl Session {
-    #[allow(clippy::too_many_arguments)]
-    pub fn create(
-        lp: &Arc<LoopShared>,
-        conn: ConnKey,
-        fd: RawFd,
-        request: Request,
-        body: Vec<u8>,
-        peer: SocketAddr,
-        keep_alive: bool,
-        hold: bool,
-    ) -> Option<Arc<Session>> {
+    /// A new session for a request, registered under a fresh handle (None when the handle table
+    /// is full).
+    pub fn create(lp: &Arc<LoopShared>, start: Start) -> Option<Arc<Session>> {
         let mut made = None;
         handles::insert(lp.id, |handle| {
             let s = Arc::new(Session {
                 handle,
                 lp: lp.clone(),
-                conn,
-                fd,
-                request,
-                body,
-                peer,
-                keep_alive,
-                state: Mutex::new(State {
-                    response: Response::default(),
-                    out: OutQueue::default(),
-                    queued_total: 0,
-                    bytes_sent: 0,
-                    last_progress: Instant::now(),
-                    ended: None,
-                    handler_running: true,
-                    pending_posts: 0,
-                    close_fn: None,
-                    close_userdata: std::ptr::null_mut(),
-                    close_done: false,
-                    user_data: std::ptr::null_mut(),
-                    async_flushes: VecDeque::new(),
-                    blocking_waiters: 0,
-                    wake_queued: false,
-                    must_reset: false,
-                    truncated: false,
-                    hold,
-                }),
+                conn: start.conn,
+                fd: start.fd,
+                request: start.request,
+                body: start.body,
+                peer: start.peer,
+                keep_alive: start.keep_alive,
+                state: Mutex::new(State::new(start.hold)),
                 cond: Condvar::new(),
             });
             made = Some(s.clone());
             s
         })?;
         made
+    }
+
+    /// `create`, reusing a finished session of the same loop that nothing else holds any more
+    /// (see `Recycler`), with its buffers. The previous request is handed back through
+    /// `start.request`, so its buffers serve the next parse.
+    pub fn restart(mut spare: Arc<Session>, start: &mut Start) -> Option<Arc<Session>> {
+        let lp = spare.lp.clone();
+        let me = Arc::get_mut(&mut spare)?;
+        me.conn = start.conn;
+        me.fd = start.fd;
+        std::mem::swap(&mut me.request, &mut start.request);
+        me.body = std::mem::take(&mut start.body);
+        me.peer = start.peer;
+        me.keep_alive = start.keep_alive;
+        me.state.get_mut().restart(start.hold);
+        let mut made = None;
+        handles::insert(lp.id, |handle| {
+            // Still the only reference: nothing can reach it before it is in the table.
+            if let Some(me) = Arc::get_mut(&mut spare) {
+                me.handle = handle;
+            }
+            made = Some(spare.clone());
+            spare
+        })?;
+        made
+    }
+
+    /// Lets go of what a finished session should not keep while it waits to be reused: the
+    /// request body and any unusually large buffer. False when something else still holds it.
+    pub fn retire(this: &mut Arc<Session>) -> bool {
+        let Some(me) = Arc::get_mut(this) else {
+            return false;
+        };
+        me.body = Vec::new();
+        me.request.shrink(RETIRED_REQUEST_BYTES);
+        let st = me.state.get_mut();
+        st.response.reset();
+        st.response.shrink(RETIRED_RESPONSE_BYTES);
+        st.out.clear();
+        st.async_flushes.clear();
+        true
     }
 
     pub fn c_handle(&self) -> *mut httpsrv_session {

@@ -1,0 +1,52 @@
+//! Finished sessions and request buffers kept by a loop for its next requests, so that serving a
+//! request on a busy loop allocates nothing: the session, its response buffers, its output queue
+//! and the parsed head's buffers all come back.
+
+use std::sync::Arc;
+
+use super::event_loop::LoopShared;
+use super::session::{Session, Start};
+use crate::http::request::Request;
+
+/// Sessions kept at most. A loop finishes most sessions before it starts the next, so a few
+/// cover a busy loop; sessions of pool handlers may end in bursts.
+const MAX_SPARE_SESSIONS: usize = 16;
+
+#[derive(Default)]
+pub struct Recycler {
+    sessions: Vec<Arc<Session>>,
+    /// The buffers the next request head is parsed into.
+    request: Request,
+}
+
+impl Recycler {
+    /// Where the loop parses the next request head.
+    pub fn request(&mut self) -> &mut Request {
+        &mut self.request
+    }
+
+    /// The request parsed into `request()`, taken out for a session.
+    pub fn take_request(&mut self) -> Request {
+        std::mem::take(&mut self.request)
+    }
+
+    /// A session for `start`, reused when one is spare. None when the handle table is full.
+    pub fn start(&mut self, lp: &Arc<LoopShared>, mut start: Start) -> Option<Arc<Session>> {
+        if let Some(spare) = self.sessions.pop() {
+            if let Some(s) = Session::restart(spare, &mut start) {
+                // `start.request` now holds the spare's old request: its buffers serve the
+                // next parse.
+                self.request = start.request;
+                return Some(s);
+            }
+        }
+        Session::create(lp, start)
+    }
+
+    /// Keeps a finished session for reuse, if nothing else holds it and there is room.
+    pub fn recycle(&mut self, mut session: Arc<Session>) {
+        if self.sessions.len() < MAX_SPARE_SESSIONS && Session::retire(&mut session) {
+            self.sessions.push(session);
+        }
+    }
+}
