@@ -177,15 +177,13 @@ pub fn type_eligible(content_type: &[u8], types: &[String]) -> bool {
         return false;
     };
     let (ty, sub) = (&media[..slash], &media[slash + 1..]);
-    if !is_token(ty) || !is_token(sub) {
-        return false;
-    }
     types.iter().any(|t| {
         let t = t.as_bytes();
         match t.strip_suffix(b"/*") {
-            Some(b"*") => true,
-            Some(prefix) => ty.eq_ignore_ascii_case(prefix),
-            None => media.eq_ignore_ascii_case(t),
+            // A wildcard takes any well-formed type; an exact entry is well-formed itself.
+            Some(b"*") => is_token(ty) && is_token(sub),
+            Some(prefix) => ty.eq_ignore_ascii_case(prefix) && is_token(sub),
+            None => t.len() == media.len() && media.eq_ignore_ascii_case(t),
         }
     })
 }

@@ -25,6 +25,66 @@ impl Entry {
     }
 }
 
+/// Field names the library itself looks up in every response. Each has a bit in
+/// `Fields::known`, so asking for one that is absent (the usual answer) scans nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Known {
+    ContentType,
+    ContentLength,
+    ContentEncoding,
+    Vary,
+    Connection,
+    Server,
+    Date,
+    TransferEncoding,
+}
+
+impl Known {
+    const ALL: [Known; 8] = [
+        Known::ContentType,
+        Known::ContentLength,
+        Known::ContentEncoding,
+        Known::Vary,
+        Known::Connection,
+        Known::Server,
+        Known::Date,
+        Known::TransferEncoding,
+    ];
+
+    /// The name, lower-case.
+    pub fn name(self) -> &'static [u8] {
+        match self {
+            Known::ContentType => b"content-type",
+            Known::ContentLength => b"content-length",
+            Known::ContentEncoding => b"content-encoding",
+            Known::Vary => b"vary",
+            Known::Connection => b"connection",
+            Known::Server => b"server",
+            Known::Date => b"date",
+            Known::TransferEncoding => b"transfer-encoding",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// `name` (a token) equals `lower` (lower-case letters and '-') ignoring ASCII case. Setting
+/// bit 0x20 lower-cases a letter and leaves '-' and digits alone; for a token no other byte
+/// maps onto one of `lower`'s.
+fn token_eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b)
+}
+
+/// The `Known` bit of a field name from a module (0 for other names).
+fn known_bit(name: &[u8]) -> u8 {
+    Known::ALL
+        .iter()
+        .find(|k| token_eq_lower(name, k.name()))
+        .map_or(0, |k| k.bit())
+}
+
 /// Field lines in the order they were added; names compare ASCII case-insensitively.
 #[derive(Default, Debug)]
 pub struct Fields {
@@ -32,6 +92,8 @@ pub struct Fields {
     entries: Vec<Entry>,
     /// Bytes of `bytes` that live entries use; the rest belongs to removed or replaced fields.
     live: usize,
+    /// A bit per `KNOWN` name present.
+    known: u8,
 }
 
 /// Dead bytes tolerated before `bytes` is rebuilt: a handler that replaces one field over and
@@ -43,6 +105,16 @@ impl Fields {
         self.bytes.clear();
         self.entries.clear();
         self.live = 0;
+        self.known = 0;
+    }
+
+    fn position(&self, k: Known) -> Option<usize> {
+        if self.known & k.bit() == 0 {
+            return None;
+        }
+        self.entries
+            .iter()
+            .position(|e| token_eq_lower(e.name(&self.bytes), k.name()))
     }
 
     /// Drops buffers larger than `max` bytes.
@@ -60,16 +132,13 @@ impl Fields {
         self.entries.is_empty()
     }
 
-    /// The value of the first field named `name`.
-    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .find(|e| e.name(&self.bytes).eq_ignore_ascii_case(name))
-            .map(|e| e.value(&self.bytes))
+    /// The value of the first field named `k`.
+    pub fn get(&self, k: Known) -> Option<&[u8]> {
+        self.position(k).map(|i| self.entries[i].value(&self.bytes))
     }
 
-    pub fn contains(&self, name: &[u8]) -> bool {
-        self.get(name).is_some()
+    pub fn contains(&self, k: Known) -> bool {
+        self.known & k.bit() != 0
     }
 
     /// Every field as (name, value), in order.
@@ -97,10 +166,15 @@ impl Fields {
             value_len,
         });
         self.live += name.len() + value.len();
+        self.known |= known_bit(name);
     }
 
     /// Removes every field named `name`; returns how many there were.
     pub fn remove_all(&mut self, name: &[u8]) -> usize {
+        let bit = known_bit(name);
+        if bit != 0 && self.known & bit == 0 {
+            return 0;
+        }
         let before = self.entries.len();
         let bytes = &self.bytes;
         let mut freed = 0;
@@ -112,6 +186,7 @@ impl Fields {
             keep
         });
         self.live -= freed;
+        self.known &= !bit;
         self.compact_if_sparse();
         before - self.entries.len()
     }
@@ -122,13 +197,9 @@ impl Fields {
         self.push(name, value);
     }
 
-    /// Appends `suffix` to the value of the first field named `name`; false when there is none.
-    pub fn extend_value(&mut self, name: &[u8], suffix: &[u8]) -> bool {
-        let Some(i) = self
-            .entries
-            .iter()
-            .position(|e| e.name(&self.bytes).eq_ignore_ascii_case(name))
-        else {
+    /// Appends `suffix` to the value of the first field named `k`; false when there is none.
+    pub fn extend_value(&mut self, k: Known, suffix: &[u8]) -> bool {
+        let Some(i) = self.position(k) else {
             return false;
         };
         let old = self.entries[i];
@@ -188,7 +259,6 @@ mod tests {
         f.push(b"Set-Cookie", b"a=1");
         f.push(b"X-A", b"1");
         f.push(b"set-cookie", b"b=2");
-        assert_eq!(f.get(b"SET-COOKIE"), Some(&b"a=1"[..]));
         f.set(b"Set-Cookie", b"c=3");
         assert_eq!(
             all(&f),
@@ -198,8 +268,27 @@ mod tests {
             ]
         );
         assert_eq!(f.remove_all(b"x-a"), 1);
+        f.push(b"Content-TYPE", b"text/plain");
+        assert_eq!(f.get(Known::ContentType), Some(&b"text/plain"[..]));
+        assert_eq!(f.remove_all(b"CONTENT-type"), 1);
+        assert_eq!(f.get(Known::ContentType), None);
+        f.push(b"content-type", b"a/b");
+        f.push(b"Content-Type", b"c/d");
+        assert_eq!(f.get(Known::ContentType), Some(&b"a/b"[..]));
+        assert_eq!(f.remove_all(b"content-type"), 2);
         assert_eq!(f.remove_all(b"x-a"), 0);
         assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn known_names_are_found_in_any_case() {
+        for k in Known::ALL {
+            assert_eq!(known_bit(k.name()), k.bit());
+            assert_eq!(known_bit(&k.name().to_ascii_uppercase()), k.bit());
+        }
+        for other in [&b"x-type"[..], b"content-typf", b"dates", b"", b"vary2"] {
+            assert_eq!(known_bit(other), 0, "{other:?}");
+        }
     }
 
     #[test]
@@ -207,8 +296,8 @@ mod tests {
         let mut f = Fields::default();
         f.push(b"Vary", b"Cookie");
         f.push(b"X", b"y");
-        assert!(f.extend_value(b"vary", b", Accept-Encoding"));
-        assert!(!f.extend_value(b"absent", b"z"));
+        assert!(f.extend_value(Known::Vary, b", Accept-Encoding"));
+        assert!(!f.extend_value(Known::Date, b"z"));
         assert_eq!(
             all(&f),
             [
@@ -221,14 +310,14 @@ mod tests {
     #[test]
     fn replacing_a_field_again_and_again_does_not_grow_the_buffer() {
         let mut f = Fields::default();
-        f.push(b"Keep", b"me");
+        f.push(b"Server", b"me");
         for i in 0..100_000 {
-            f.set(b"X-Counter", format!("{i}").as_bytes());
-            f.extend_value(b"keep", b"");
+            f.set(b"Date", format!("{i}").as_bytes());
+            f.extend_value(Known::Server, b"");
         }
         assert!(f.bytes.len() <= f.live + SLACK, "{} bytes", f.bytes.len());
-        assert_eq!(f.get(b"keep"), Some(&b"me"[..]));
-        assert_eq!(f.get(b"x-counter"), Some(&b"99999"[..]));
+        assert_eq!(f.get(Known::Server), Some(&b"me"[..]));
+        assert_eq!(f.get(Known::Date), Some(&b"99999"[..]));
         f.clear();
         assert!(
             f.is_empty() && f.bytes.capacity() > 0,

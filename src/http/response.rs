@@ -5,7 +5,7 @@
 use std::ffi::c_int;
 
 use super::compress::{self, Coding, Compressor, CompressorPool};
-use super::fields::Fields;
+use super::fields::{Fields, Known};
 use super::outqueue::OutQueue;
 use super::{date, is_token, status};
 use crate::errors::{EALREADY, EINVAL, EIO, EMSGSIZE, ENOBUFS, ENOENT};
@@ -245,7 +245,7 @@ impl Response {
     }
 
     fn note_length(&mut self) {
-        self.declared_length = self.fields.get(b"content-length").and_then(parse_length);
+        self.declared_length = self.fields.get(Known::ContentLength).and_then(parse_length);
     }
 
     /// Replaces every field of that name.
@@ -408,7 +408,7 @@ impl Response {
         let bodiless_status = status < 200 || status == 204 || status == 304;
         let no_body = cx.is_head || bodiless_status;
         let compressible_status = !(bodiless_status || status == 206);
-        let handler_encoded = self.fields.contains(b"content-encoding");
+        let handler_encoded = self.fields.contains(Known::ContentEncoding);
         // Whether the representation depends on Accept-Encoding at all: then caches must be
         // told with Vary, also when this particular client got it plain (RFC 9110 12.5.5).
         let negotiable = cx.compression
@@ -416,7 +416,7 @@ impl Response {
             && match self.compression_mode {
                 HTTPSRV_COMPRESS_ON => true,
                 HTTPSRV_COMPRESS_AUTO => {
-                    let content_type = self.fields.get(b"content-type").unwrap_or_default();
+                    let content_type = self.fields.get(Known::ContentType).unwrap_or_default();
                     compress::type_eligible(content_type, cx.compression_types)
                 }
                 _ => false,
@@ -433,7 +433,7 @@ impl Response {
             self.add_vary();
         }
         if let Some(coding) = coding {
-            self.fields.remove_all(b"content-length");
+            self.fields.remove_all(Known::ContentLength.name());
             self.declared_length = None;
             self.fields
                 .push(b"Content-Encoding", coding.token().as_bytes());
@@ -455,7 +455,7 @@ impl Response {
                 .push(b"Content-Length", body.len().to_string().as_bytes());
         }
         if status < 200 || status == 204 {
-            self.fields.remove_all(b"content-length");
+            self.fields.remove_all(Known::ContentLength.name());
             self.declared_length = None;
         }
         self.framing = if no_body {
@@ -472,7 +472,7 @@ impl Response {
         };
         let handler_close = self
             .fields
-            .get(b"connection")
+            .get(Known::Connection)
             .is_some_and(|v| has_token(v, b"close"));
         self.keep_alive = cx.keep_alive && self.framing != Framing::Close && !handler_close;
         if self.framing == Framing::Close {
@@ -481,10 +481,10 @@ impl Response {
     }
 
     fn add_vary(&mut self) {
-        match self.fields.get(b"vary") {
+        match self.fields.get(Known::Vary) {
             Some(v) if has_token(v, b"accept-encoding") || has_token(v, b"*") => {}
             Some(_) => {
-                self.fields.extend_value(b"vary", b", Accept-Encoding");
+                self.fields.extend_value(Known::Vary, b", Accept-Encoding");
             }
             None => self.fields.push(b"Vary", b"Accept-Encoding"),
         }
@@ -500,12 +500,12 @@ impl Response {
             None => h.extend_from_slice(status::reason_phrase(self.status).as_bytes()),
         }
         h.extend_from_slice(b"\r\n");
-        if !cx.server_header.is_empty() && !self.fields.contains(b"server") {
+        if !cx.server_header.is_empty() && !self.fields.contains(Known::Server) {
             h.extend_from_slice(b"Server: ");
             h.extend_from_slice(cx.server_header.as_bytes());
             h.extend_from_slice(b"\r\n");
         }
-        if !self.fields.contains(b"date") {
+        if !self.fields.contains(Known::Date) {
             h.extend_from_slice(b"Date: ");
             h.extend_from_slice(&date::http_date());
             h.extend_from_slice(b"\r\n");
