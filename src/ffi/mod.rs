@@ -9,6 +9,9 @@
 use std::any::Any;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::server::session::Session;
 
 use crate::errors::{EINVAL, EIO};
 
@@ -119,14 +122,39 @@ pub(crate) unsafe fn c_str<'a>(p: *const c_char) -> Result<&'a str, c_int> {
     std::str::from_utf8(c_bytes(p)?).map_err(|_| EINVAL)
 }
 
+/// A session for the duration of one C call.
+pub(crate) enum SessionRef {
+    /// The session whose handler is running on this thread and made this call.
+    Running(*const Session),
+    /// Looked up in the handle table.
+    Shared(Arc<Session>),
+}
+
+impl std::ops::Deref for SessionRef {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        match self {
+            // SAFETY: see `session::running`: valid while the handler that made this call runs,
+            // and a SessionRef never outlives the call.
+            SessionRef::Running(p) => unsafe { &**p },
+            SessionRef::Shared(s) => s,
+        }
+    }
+}
+
 /// The live session behind a handle: `EINVAL` for NULL, `ESTALE` once released.
-pub(crate) fn session_of(
-    sess: *mut httpsrv_session,
-) -> Result<std::sync::Arc<crate::server::session::Session>, c_int> {
+pub(crate) fn session_of(sess: *mut httpsrv_session) -> Result<SessionRef, c_int> {
     if sess.is_null() {
         return Err(EINVAL);
     }
-    crate::server::handles::get(sess as usize as u64).ok_or(crate::errors::ESTALE)
+    let handle = sess as usize as u64;
+    if let Some(p) = crate::server::session::running(handle) {
+        return Ok(SessionRef::Running(p));
+    }
+    crate::server::handles::get(handle)
+        .map(SessionRef::Shared)
+        .ok_or(crate::errors::ESTALE)
 }
 
 /// The server behind a pointer from `httpsrv_server_new`; `EINVAL` for NULL.

@@ -125,25 +125,26 @@ impl OutQueue {
     pub fn write_to(&mut self, fd: RawFd) -> io::Result<usize> {
         let mut total = 0;
         while self.len > 0 {
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MAX_IOVECS];
-            let mut n = 0;
-            for (i, seg) in self.segments.iter().take(MAX_IOVECS).enumerate() {
-                let start = if i == 0 { self.front_offset } else { 0 };
-                iov[i] = libc::iovec {
-                    iov_base: seg[start..].as_ptr() as *mut libc::c_void,
-                    iov_len: seg.len() - start,
-                };
-                n = i + 1;
-            }
             let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
-            let r = if n == 1 {
+            let r = if self.segments.len() == 1 {
                 // One buffer: plain send skips the kernel's iovec import.
+                let front = &self.segments[0][self.front_offset..];
                 // SAFETY: fd is a socket owned by the connection; the buffer is ours.
-                unsafe { libc::send(fd, iov[0].iov_base, iov[0].iov_len, flags) }
+                unsafe { libc::send(fd, front.as_ptr().cast(), front.len(), flags) }
             } else {
+                let mut iov = [libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                }; MAX_IOVECS];
+                let mut n = 0;
+                for (i, seg) in self.segments.iter().take(MAX_IOVECS).enumerate() {
+                    let start = if i == 0 { self.front_offset } else { 0 };
+                    iov[i] = libc::iovec {
+                        iov_base: seg[start..].as_ptr() as *mut libc::c_void,
+                        iov_len: seg.len() - start,
+                    };
+                    n = i + 1;
+                }
                 // SAFETY: a zeroed msghdr is valid; the iovecs point into buffers we own.
                 let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
                 msg.msg_iov = iov.as_mut_ptr();

@@ -14,6 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
+use super::clock;
 use super::connection::{BodyState, Conn, Phase, Read};
 use super::handles::{self, Handle};
 use super::recycle::Recycler;
@@ -180,7 +181,9 @@ impl EventLoop {
             } else {
                 Some(Duration::ZERO)
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let polled = self.poll.poll(&mut events, timeout);
+            clock::tick();
+            if let Err(e) = polled {
                 if e.kind() != ErrorKind::Interrupted {
                     self.rt().log_error(&format!("event loop poll failed: {e}"));
                     break;
@@ -204,7 +207,7 @@ impl EventLoop {
                     self.guarded(idx, |lp| lp.advance(idx));
                 }
             }
-            if self.next_sweep.is_some_and(|t| Instant::now() >= t) {
+            if self.next_sweep.is_some_and(|t| clock::now() >= t) {
                 self.sweep();
             }
             if self.stop_deadline.is_some() && self.conns.iter().all(Option::is_none) {
@@ -283,7 +286,7 @@ impl EventLoop {
             return;
         }
         self.serial = self.serial.wrapping_add(1);
-        let now = Instant::now();
+        let now = clock::now();
         let deadline = now + self.rt().config.header_timeout;
         self.conns[idx] = Some(Conn {
             key: ConnKey {
@@ -428,7 +431,7 @@ impl EventLoop {
         match conn.direct.write_to(conn.stream.as_raw_fd()) {
             Ok(n) => {
                 if n > 0 {
-                    conn.direct_progress = Instant::now();
+                    conn.direct_progress = clock::now();
                     self.shared
                         .bytes_sent
                         .fetch_add(n as u64, Ordering::Relaxed);
@@ -477,7 +480,7 @@ impl EventLoop {
                     // Half-close and keep reading for a while, so a client still sending
                     // its request reads our response instead of a reset.
                     let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-                    let until = Instant::now() + LINGER;
+                    let until = clock::now() + LINGER;
                     *linger_until = Some(until);
                     conn.deadline = Some(until);
                     conn.rpos = conn.rbuf.len();
@@ -505,7 +508,7 @@ impl EventLoop {
                             let close_now = reset || (stopping && conn.direct.is_empty());
                             if keep_alive && !stopping {
                                 conn.phase = Phase::Head {
-                                    since: Instant::now(),
+                                    since: clock::now(),
                                     receiving: false,
                                 };
                                 conn.release_idle_buffer(pool);
@@ -608,7 +611,7 @@ impl EventLoop {
                 if !*receiving {
                     // First bytes of a new request on a kept-alive connection.
                     *receiving = true;
-                    *since = Instant::now();
+                    *since = clock::now();
                 }
                 match parse_head_into(conn.unread(), limits, self.recycler.request()) {
                     Ok(None) => false,
@@ -646,7 +649,7 @@ impl EventLoop {
                             request: Box::new(request),
                             body: Vec::new(),
                             state,
-                            last_read: Instant::now(),
+                            last_read: clock::now(),
                         };
                         true
                     }
@@ -662,7 +665,7 @@ impl EventLoop {
                 if input.is_empty() && !matches!(state, BodyState::Length(0)) {
                     return false;
                 }
-                *last_read = Instant::now();
+                *last_read = clock::now();
                 let complete = match state {
                     BodyState::Length(left) => {
                         let take = (*left).min(input.len() as u64) as usize;
@@ -691,7 +694,7 @@ impl EventLoop {
                 let phase = std::mem::replace(
                     &mut conn.phase,
                     Phase::Head {
-                        since: Instant::now(),
+                        since: clock::now(),
                         receiving: false,
                     },
                 );
@@ -748,7 +751,7 @@ impl EventLoop {
         };
         let before = conn.direct.len();
         let _ = r.flush(true, &cx, &mut conn.direct);
-        conn.direct_progress = Instant::now();
+        conn.direct_progress = clock::now();
         let body = conn.direct.len() - before - r.head_len();
         rt.access_log(&conn.peer, request, status, body as u64);
     }
@@ -856,7 +859,7 @@ impl EventLoop {
     }
 
     fn begin_stop(&mut self, grace: Duration) {
-        let deadline = Instant::now() + grace;
+        let deadline = clock::now() + grace;
         self.stop_deadline = Some(deadline);
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
@@ -875,7 +878,7 @@ impl EventLoop {
 
     /// Runs timeouts: header, body, keep-alive, send, lingering, and the stop deadline.
     fn sweep(&mut self) {
-        let now = Instant::now();
+        let now = clock::now();
         self.next_sweep = None;
         let stop_due = self.stop_deadline.is_some_and(|d| now >= d);
         for idx in 0..self.conns.len() {

@@ -1,5 +1,6 @@
 //! The server: options, listeners, routes and modules before start; loops and pool after.
 
+mod clock;
 pub mod config;
 mod connection;
 pub mod event_loop;

@@ -4,6 +4,7 @@
 //! Only the loop thread writes to the socket. Another thread's flush queues its bytes, wakes
 //! the loop and waits on the session's condition variable for the loop to report progress.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::clock;
 use super::event_loop::{Command, ConnKey, LoopShared};
 use super::handles::{self, Handle};
 use crate::errors::{EAGAIN, EALREADY, ECANCELED, ECONNRESET, EINVAL, EPIPE, ETIMEDOUT};
@@ -130,7 +132,7 @@ impl State {
             out: OutQueue::default(),
             queued_total: 0,
             bytes_sent: 0,
-            last_progress: Instant::now(),
+            last_progress: clock::now(),
             ended: None,
             handler_running: true,
             pending_posts: 0,
@@ -176,7 +178,7 @@ impl State {
         async_flushes.clear();
         *queued_total = 0;
         *bytes_sent = 0;
-        *last_progress = Instant::now();
+        *last_progress = clock::now();
         *ended = None;
         *handler_running = true;
         *pending_posts = 0;
@@ -320,7 +322,7 @@ impl Session {
         }
         if before == 0 && !st.out.is_empty() {
             // A send timeout counts from when there is something to send.
-            st.last_progress = Instant::now();
+            st.last_progress = clock::now();
         }
         st.queued_total += (st.out.len() - before) as u64;
         Ok(st.queued_total)
@@ -340,7 +342,7 @@ impl Session {
                 self.lp
                     .bytes_sent
                     .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                st.last_progress = Instant::now();
+                st.last_progress = clock::now();
                 if st.blocking_waiters > 0 {
                     self.cond.notify_all();
                 }
@@ -634,11 +636,29 @@ impl Session {
     }
 }
 
+thread_local! {
+    /// The session whose handler runs on this thread, and its handle.
+    static RUNNING: Cell<(Handle, *const Session)> = const { Cell::new((0, std::ptr::null())) };
+}
+
+/// The session of the handler running on this thread, if `handle` is its handle: the C calls a
+/// handler makes on its own session skip the handle table.
+///
+/// The pointer is valid until the handler returns: `run_handler`'s caller holds a reference
+/// for that long, and the handle cannot go stale while the handler runs (`handler_running`).
+/// Callers use it only within the C call they serve, which the handler made.
+pub fn running(handle: Handle) -> Option<*const Session> {
+    let (h, p) = RUNNING.with(Cell::get);
+    (h == handle && !p.is_null()).then_some(p)
+}
+
 /// Runs a handler on the current thread with no lock held, then applies its result.
 // `ud` is the module's opaque pointer, passed back to it and never dereferenced here.
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn run_handler(session: &Arc<Session>, handler: super::routes::HandlerFn, ud: *mut c_void) {
+    let outer = RUNNING.with(|r| r.replace((session.handle, Arc::as_ptr(session))));
     // SAFETY: the module registered this handler with this userdata.
     let rc = unsafe { handler(session.c_handle(), ud) };
+    RUNNING.with(|r| r.set(outer));
     session.handler_returned(rc);
 }
