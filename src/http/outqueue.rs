@@ -36,14 +36,36 @@ impl OutQueue {
     /// Queues a buffer: a large one as it is, a small one copied into the gathering buffer,
     /// in which case the buffer is handed back for reuse.
     pub fn push(&mut self, data: Vec<u8>) -> Option<Vec<u8>> {
-        if data.len() <= SMALL {
-            self.push_copy(&data);
+        self.push_from(data, 0)
+    }
+
+    /// Queues `data[start..]`. Into an empty queue, or when large, the buffer goes as it is
+    /// (`start` skipped as already written); a small piece behind others is copied into the
+    /// gathering buffer, and the buffer is handed back for reuse.
+    pub fn push_from(&mut self, mut data: Vec<u8>, start: usize) -> Option<Vec<u8>> {
+        let start = start.min(data.len());
+        let n = data.len() - start;
+        if n == 0 {
             return Some(data);
         }
-        self.len += data.len();
+        if self.is_empty() {
+            self.clear();
+            self.front_offset = start;
+        } else if n <= SMALL {
+            self.push_copy(&data[start..]);
+            return Some(data);
+        } else if start > 0 {
+            data.drain(..start);
+        }
+        self.len += n;
         self.segments.push_back(data);
         self.back_is_small = false;
         None
+    }
+
+    /// The kept gathering buffer, for a caller that fills a buffer of its own (empty if none).
+    pub fn take_spare(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.spare)
     }
 
     /// Queues a copy of a few bytes (framing), gathered with neighbouring small pieces.

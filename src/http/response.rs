@@ -45,8 +45,11 @@ pub struct Response {
     reason: Option<Vec<u8>>,
     fields: Fields,
     compression_mode: c_int,
-    /// Body appended since the last flush.
+    /// Body appended since the last flush, after `reserved` bytes of room.
     pending: Vec<u8>,
+    /// Bytes at the front of `pending` kept free for the chunk-size line, so that a flush can
+    /// frame a chunk where it lies (see `frame_body`).
+    reserved: usize,
     /// Body bytes appended over the whole response (for a handler's Content-Length).
     appended: u64,
     declared_length: Option<u64>,
@@ -69,6 +72,7 @@ impl Default for Response {
             fields: Fields::default(),
             compression_mode: HTTPSRV_COMPRESS_AUTO,
             pending: Vec::new(),
+            reserved: 0,
             appended: 0,
             declared_length: None,
             head_sent: false,
@@ -123,6 +127,9 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// Room for the longest chunk-size line: 16 hex digits and CRLF.
+const LINE_ROOM: usize = 18;
+
 /// A chunk-size line ("1a2b\r\n") written into `buf`, without allocating.
 fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     let end = buf.len() - 2;
@@ -162,7 +169,7 @@ impl Response {
 
     /// Body bytes appended and not yet flushed.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() - self.reserved
     }
 
     /// Back to a fresh response, keeping the field and body buffers for the next one.
@@ -175,6 +182,7 @@ impl Response {
             fields,
             compression_mode,
             pending,
+            reserved,
             appended,
             declared_length,
             head_sent,
@@ -190,6 +198,7 @@ impl Response {
         fields.clear();
         *compression_mode = HTTPSRV_COMPRESS_AUTO;
         pending.clear();
+        *reserved = 0;
         *appended = 0;
         *declared_length = None;
         *head_sent = false;
@@ -289,6 +298,7 @@ impl Response {
         self.reason = None;
         self.fields.clear();
         self.pending.clear();
+        self.reserved = 0;
         self.appended = 0;
         self.declared_length = None;
         Ok(())
@@ -320,13 +330,23 @@ impl Response {
                 return Err(EMSGSIZE);
             }
         }
-        if self.pending.len() + queued + data.len() > max_pending {
+        if self.pending_len() + queued + data.len() > max_pending {
             return Err(ENOBUFS);
         }
         self.appended += data.len() as u64;
-        if !(self.head_sent && self.framing == Framing::NoBody) {
-            self.pending.extend_from_slice(data);
+        if self.head_sent && self.framing == Framing::NoBody {
+            return Ok(());
         }
+        if self.pending.is_empty()
+            && !data.is_empty()
+            && self.head_sent
+            && self.framing == Framing::Chunked
+            && self.compressor.is_none()
+        {
+            self.pending.resize(LINE_ROOM, 0);
+            self.reserved = LINE_ROOM;
+        }
+        self.pending.extend_from_slice(data);
         Ok(())
     }
 
@@ -350,6 +370,7 @@ impl Response {
         self.finished = true;
         self.must_close = true;
         self.pending.clear();
+        self.reserved = 0;
     }
 
     /// Runs the filters for one flush and queues the bytes. Returns false when this flush
@@ -362,12 +383,13 @@ impl Response {
             return Ok(false);
         }
         let mut body = std::mem::take(&mut self.pending);
+        let mut reserved = std::mem::take(&mut self.reserved);
         if !self.head_sent {
-            self.decide(last, &body, cx);
+            self.decide(last, &body[reserved..], cx);
         }
         if let Some(c) = self.compressor.as_mut() {
             let mut z = Vec::with_capacity(body.len() / 2 + 64);
-            c.compress(&body, last, &mut z);
+            c.compress(&body[reserved..], last, &mut z);
             if c.failed() {
                 // The deflate engine gave up (not expected): the stream cannot be finished
                 // correctly, so end the response without closing framing.
@@ -376,6 +398,7 @@ impl Response {
                 return Err(EIO);
             }
             body = z;
+            reserved = 0;
             if last {
                 if let Some(c) = self.compressor.take() {
                     cx.compressors.give(c);
@@ -384,17 +407,19 @@ impl Response {
         }
         if !self.head_sent {
             if self.framing == Framing::Length(u64::MAX) {
-                self.framing = Framing::Length(body.len() as u64);
+                self.framing = Framing::Length((body.len() - reserved) as u64);
             }
             self.head_len = out.push_with(|h| self.write_head(cx, h));
             self.head_sent = true;
         }
-        if let Some(mut spare) = self.frame_body(body, last, out) {
-            // The next appends reuse the buffer instead of growing a new one.
-            if !last && self.pending.capacity() == 0 {
-                spare.clear();
-                self.pending = spare;
-            }
+        // The next appends reuse a buffer instead of growing a new one: the body's own when it
+        // was copied, else the one the queue has finished sending.
+        let spare = self
+            .frame_body(body, reserved, last, out)
+            .unwrap_or_else(|| out.take_spare());
+        if self.pending.capacity() == 0 {
+            self.pending = spare;
+            self.pending.clear();
         }
         if last {
             self.finished = true;
@@ -538,31 +563,50 @@ impl Response {
 
     /// The chunk filter (and its Content-Length and close-delimited siblings).
     /// Returns the body's buffer when it was copied, for reuse.
-    fn frame_body(&mut self, body: Vec<u8>, last: bool, out: &mut OutQueue) -> Option<Vec<u8>> {
+    /// The body is `body[reserved..]`.
+    fn frame_body(
+        &mut self,
+        mut body: Vec<u8>,
+        reserved: usize,
+        last: bool,
+        out: &mut OutQueue,
+    ) -> Option<Vec<u8>> {
+        let len = body.len() - reserved;
         match self.framing {
-            Framing::NoBody => None,
+            Framing::NoBody => Some(body),
             Framing::Length(owed) => {
-                let n = (body.len() as u64).min(owed);
+                let n = (len as u64).min(owed);
                 self.framing = Framing::Length(owed - n);
                 if last && owed - n > 0 {
                     // The handler promised more than it sent: only closing can tell the client.
                     self.must_close = true;
                 }
-                out.push(body)
+                out.push_from(body, reserved)
             }
             Framing::Chunked => {
-                if !body.is_empty() {
-                    let mut line = [0u8; 20];
-                    out.push_copy(chunk_size_line(body.len(), &mut line));
-                    let spare = out.push(body);
-                    out.push_copy(if last { b"\r\n0\r\n\r\n" } else { b"\r\n" });
-                    return spare;
-                } else if last {
-                    out.push_copy(b"0\r\n\r\n");
+                if len == 0 {
+                    if last {
+                        out.push_copy(b"0\r\n\r\n");
+                    }
+                    return Some(body);
                 }
-                None
+                let mut line = [0u8; 20];
+                let line = chunk_size_line(len, &mut line);
+                let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+                if out.is_empty() && reserved >= line.len() {
+                    // In place: the size line goes into the room before the data, the chunk
+                    // leaves as one buffer, and its bytes are copied nowhere.
+                    let start = reserved - line.len();
+                    body[start..reserved].copy_from_slice(line);
+                    body.extend_from_slice(end);
+                    return out.push_from(body, start);
+                }
+                out.push_copy(line);
+                let spare = out.push_from(body, reserved);
+                out.push_copy(end);
+                spare
             }
-            Framing::Close => out.push(body),
+            Framing::Close => out.push_from(body, reserved),
         }
     }
 }
@@ -638,6 +682,48 @@ mod tests {
             body_of(&s),
             format!("3\r\nabc\r\n11\r\n{}\r\n0\r\n\r\n", "z".repeat(17))
         );
+    }
+
+    #[test]
+    fn chunks_framed_in_place_or_copied_give_the_same_bytes() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut r = Response::default();
+        let mut q = OutQueue::default();
+        r.flush(false, &cx(11), &mut q).unwrap();
+        let mut expect = String::new();
+        // Drained before each flush (framed in place), then twice without draining (copied
+        // behind what waits), then the final chunk.
+        for (i, (len, drain)) in [
+            (1, true),
+            (1000, true),
+            (5000, true),
+            (7, false),
+            (300, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if drain {
+                q.write_to(a.as_raw_fd()).unwrap();
+                assert!(q.is_empty());
+            }
+            let piece = char::from(b'a' + i as u8).to_string().repeat(len);
+            r.append(piece.as_bytes(), q.len(), 1 << 20).unwrap();
+            assert_eq!(r.pending_len(), len);
+            r.flush(false, &cx(11), &mut q).unwrap();
+            expect += &format!("{len:x}\r\n{piece}\r\n");
+        }
+        q.write_to(a.as_raw_fd()).unwrap();
+        r.append(b"end", 0, 1 << 20).unwrap();
+        r.flush(true, &cx(11), &mut q).unwrap();
+        q.write_to(a.as_raw_fd()).unwrap();
+        expect += "3\r\nend\r\n0\r\n\r\n";
+        drop(a);
+        let mut got = String::new();
+        b.read_to_string(&mut got).unwrap();
+        assert_eq!(body_of(&got), expect);
     }
 
     #[test]
