@@ -112,10 +112,15 @@ static int h_gzipstream(httpsrv_session *sess, void *ud)
     return pieces(sess, "text/html", TEXT_LEN / PIECE);
 }
 
+/* The 1 MiB body is lent, not copied (httpsrv_response_append_ref; it lives as long as the
+ * module, so no release callback), as libmicrohttpd serves it from a persistent buffer. */
 static int h_big(httpsrv_session *sess, void *ud)
 {
     (void)ud;
-    return one_piece(sess, "application/octet-stream", big, BIG_LEN);
+    int err = httpsrv_response_header_set(sess, "Content-Type", "application/octet-stream");
+    if (err == 0)
+        err = httpsrv_response_append_ref(sess, big, BIG_LEN, NULL, NULL);
+    return finish(err);
 }
 
 /* ---- /tick: streams driven by a thread of the module ---- */

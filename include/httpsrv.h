@@ -45,6 +45,9 @@ typedef struct httpsrv_server httpsrv_server;
 // released every call with it returns `ESTALE` (NULL / -1 for getters), at any later time.
 typedef struct httpsrv_session httpsrv_session;
 
+// Releases memory lent with `httpsrv_response_append_ref` once the library no longer reads it.
+typedef void (*httpsrv_release_fn)(void *userdata);
+
 // Completion of `httpsrv_response_flush_async`; runs on the session's loop thread.
 typedef void (*httpsrv_done_fn)(httpsrv_session *sess, int err, uint64_t bytes_sent, void *userdata);
 
@@ -172,6 +175,22 @@ int httpsrv_response_header_remove(httpsrv_session *sess, const char *name);
 // # Safety
 // `data` is NULL or points to `len` readable bytes.
 int httpsrv_response_append(httpsrv_session *sess, const void *data, size_t len);
+
+// Like `httpsrv_response_append`, without the copy: the library sends straight from `data` and
+// calls `release(userdata)` exactly once when it no longer reads it (the bytes reached the
+// kernel, were not needed, or the session ended). Until then the bytes must stay readable and
+// unchanged. `release` runs on a library thread or at the end of an `httpsrv_*` call, never
+// while the library holds a lock, and may run before this call returns; NULL means the memory
+// outlives the session (static data). On an error nothing is taken and `release` is not
+// called. Errors as for `httpsrv_response_append`.
+//
+// # Safety
+// `data` is NULL or points to `len` bytes readable as described.
+int httpsrv_response_append_ref(httpsrv_session *sess,
+                                const void *data,
+                                size_t len,
+                                httpsrv_release_fn release,
+                                void *userdata);
 
 // Sends the status line and fields if not yet sent, then everything appended so far.
 // `final` non-zero: no more data follows; the framing is closed (and compression finished),

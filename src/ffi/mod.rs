@@ -64,6 +64,8 @@ pub type httpsrv_done_fn = Option<
 /// Runs once when the session ends, on its loop thread, with the reason (0 when complete).
 pub type httpsrv_close_fn =
     Option<unsafe extern "C" fn(sess: *mut httpsrv_session, reason: c_int, userdata: *mut c_void)>;
+/// Releases memory lent with `httpsrv_response_append_ref` once the library no longer reads it.
+pub type httpsrv_release_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 /// A task posted with `httpsrv_session_post`; runs on the session's loop thread.
 pub type httpsrv_task_fn =
     Option<unsafe extern "C" fn(sess: *mut httpsrv_session, userdata: *mut c_void)>;
@@ -80,9 +82,18 @@ fn report_panic(function: &str, payload: Box<dyn Any + Send>) {
     crate::server::log::global_error(&format!("panic caught in {function}: {text}"));
 }
 
+/// Runs the releases of lent memory that the call made due (no lock is held any more).
+fn release_lent_memory() {
+    if catch_unwind(crate::http::lent::run_releases).is_err() {
+        crate::server::log::global_error("panic while releasing lent memory");
+    }
+}
+
 /// Runs an action for C: `Ok` becomes 0, `Err(e)` becomes `e`, a panic becomes `EIO`.
 pub(crate) fn boundary(function: &str, f: impl FnOnce() -> Result<(), c_int>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let r = catch_unwind(AssertUnwindSafe(f));
+    release_lent_memory();
+    match r {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => e,
         Err(p) => {
@@ -94,7 +105,9 @@ pub(crate) fn boundary(function: &str, f: impl FnOnce() -> Result<(), c_int>) ->
 
 /// Runs a getter for C: a panic gives `on_panic` (NULL, -1 or 0 as the contract says).
 pub(crate) fn boundary_value<T>(function: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let r = catch_unwind(AssertUnwindSafe(f));
+    release_lent_memory();
+    match r {
         Ok(v) => v,
         Err(p) => {
             report_panic(function, p);

@@ -5,8 +5,12 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use super::{boundary, boundary_value, c_bytes, httpsrv_done_fn, httpsrv_session, session_of};
+use super::{
+    boundary, boundary_value, c_bytes, httpsrv_done_fn, httpsrv_release_fn, httpsrv_session,
+    session_of,
+};
 use crate::errors::EINVAL;
+use crate::http::lent::Lent;
 
 /// Sets the status (200 by default) and reason phrase (`reason` NULL: the standard phrase).
 /// Errors: `EINVAL` status outside 200..=999 or a reason with CR, LF or NUL;
@@ -114,6 +118,33 @@ pub unsafe extern "C" fn httpsrv_response_append(
             std::slice::from_raw_parts(data as *const u8, len)
         };
         s.append(bytes)
+    })
+}
+
+/// Like `httpsrv_response_append`, without the copy: the library sends straight from `data` and
+/// calls `release(userdata)` exactly once when it no longer reads it (the bytes reached the
+/// kernel, were not needed, or the session ended). Until then the bytes must stay readable and
+/// unchanged. `release` runs on a library thread or at the end of an `httpsrv_*` call, never
+/// while the library holds a lock, and may run before this call returns; NULL means the memory
+/// outlives the session (static data). On an error nothing is taken and `release` is not
+/// called. Errors as for `httpsrv_response_append`.
+///
+/// # Safety
+/// `data` is NULL or points to `len` bytes readable as described.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_response_append_ref(
+    sess: *mut httpsrv_session,
+    data: *const c_void,
+    len: usize,
+    release: httpsrv_release_fn,
+    userdata: *mut c_void,
+) -> c_int {
+    boundary("httpsrv_response_append_ref", || {
+        let s = session_of(sess)?;
+        if data.is_null() && len > 0 {
+            return Err(EINVAL);
+        }
+        s.append_lent(Lent::new(data.cast(), len, release, userdata))
     })
 }
 

@@ -5,6 +5,7 @@ pub mod chunked;
 pub mod compress;
 pub mod date;
 pub mod fields;
+pub mod lent;
 pub mod outqueue;
 pub mod request;
 pub mod response;

@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 
+use super::lent::Lent;
+
 /// Segments larger than this are kept as they are; smaller pieces are copied into one gathering
 /// buffer, so a flush of head, chunk framing and a few KiB of body goes out as one plain send.
 const SMALL: usize = 4096;
@@ -11,9 +13,42 @@ const SMALL: usize = 4096;
 const GATHER: usize = 8192;
 const MAX_IOVECS: usize = 64;
 
+/// Bytes waiting in the queue: the library's own, or lent by the module.
+pub enum Segment {
+    Owned(Vec<u8>),
+    Lent(Lent),
+}
+
+impl Segment {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Segment::Owned(v) => v,
+            Segment::Lent(l) => l.bytes(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the first `n` bytes.
+    fn skip(&mut self, n: usize) {
+        match self {
+            Segment::Owned(v) => {
+                v.drain(..n.min(v.len()));
+            }
+            Segment::Lent(l) => l.advance(n),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct OutQueue {
-    segments: VecDeque<Vec<u8>>,
+    segments: VecDeque<Segment>,
     /// Bytes of the front segment already written.
     front_offset: usize,
     /// Unwritten bytes in the queue.
@@ -58,9 +93,38 @@ impl OutQueue {
             data.drain(..start);
         }
         self.len += n;
-        self.segments.push_back(data);
+        self.segments.push_back(Segment::Owned(data));
         self.back_is_small = false;
         None
+    }
+
+    /// Queues lent bytes: copied when few and behind others (then released), else as they are.
+    pub fn push_lent(&mut self, lent: Lent) {
+        if lent.is_empty() {
+            return;
+        }
+        if !self.is_empty() && lent.len() <= SMALL {
+            self.push_copy(lent.bytes());
+            return;
+        }
+        if self.is_empty() {
+            self.clear();
+        }
+        self.len += lent.len();
+        self.segments.push_back(Segment::Lent(lent));
+        self.back_is_small = false;
+    }
+
+    /// Queues a segment of either kind.
+    pub fn push_segment(&mut self, segment: Segment) {
+        match segment {
+            Segment::Owned(v) => {
+                if let Some(v) = self.push_from(v, 0) {
+                    self.keep_spare(v);
+                }
+            }
+            Segment::Lent(l) => self.push_lent(l),
+        }
     }
 
     /// The kept gathering buffer, for a caller that fills a buffer of its own (empty if none).
@@ -75,7 +139,7 @@ impl OutQueue {
         }
         self.len += data.len();
         if self.back_is_small {
-            if let Some(back) = self.segments.back_mut() {
+            if let Some(Segment::Owned(back)) = self.segments.back_mut() {
                 back.extend_from_slice(data);
                 return;
             }
@@ -83,7 +147,7 @@ impl OutQueue {
         let mut seg = std::mem::take(&mut self.spare);
         seg.reserve(data.len().max(GATHER));
         seg.extend_from_slice(data);
-        self.segments.push_back(seg);
+        self.segments.push_back(Segment::Owned(seg));
         self.back_is_small = true;
     }
 
@@ -93,10 +157,10 @@ impl OutQueue {
         if !self.back_is_small || self.segments.is_empty() {
             let mut seg = std::mem::take(&mut self.spare);
             seg.reserve(GATHER);
-            self.segments.push_back(seg);
+            self.segments.push_back(Segment::Owned(seg));
             self.back_is_small = true;
         }
-        let Some(back) = self.segments.back_mut() else {
+        let Some(Segment::Owned(back)) = self.segments.back_mut() else {
             return 0;
         };
         let before = back.len();
@@ -116,14 +180,14 @@ impl OutQueue {
         if other.len <= SMALL {
             for (i, seg) in other.segments.iter().enumerate() {
                 let start = if i == 0 { other.front_offset } else { 0 };
-                self.push_copy(&seg[start..]);
+                self.push_copy(&seg.bytes()[start..]);
             }
             other.clear();
             return;
         }
         if other.front_offset > 0 {
             if let Some(front) = other.segments.front_mut() {
-                front.drain(..other.front_offset);
+                front.skip(other.front_offset);
             }
         }
         self.len += other.len;
@@ -135,7 +199,7 @@ impl OutQueue {
     /// Drops everything queued, keeping a gathering buffer for reuse.
     pub fn clear(&mut self) {
         while let Some(seg) = self.segments.pop_front() {
-            self.keep_spare(seg);
+            self.keep_segment(seg);
         }
         self.front_offset = 0;
         self.len = 0;
@@ -150,7 +214,7 @@ impl OutQueue {
             let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
             let r = if self.segments.len() == 1 {
                 // One buffer: plain send skips the kernel's iovec import.
-                let front = &self.segments[0][self.front_offset..];
+                let front = &self.segments[0].bytes()[self.front_offset..];
                 // SAFETY: fd is a socket owned by the connection; the buffer is ours.
                 unsafe { libc::send(fd, front.as_ptr().cast(), front.len(), flags) }
             } else {
@@ -161,9 +225,10 @@ impl OutQueue {
                 let mut n = 0;
                 for (i, seg) in self.segments.iter().take(MAX_IOVECS).enumerate() {
                     let start = if i == 0 { self.front_offset } else { 0 };
+                    let bytes = &seg.bytes()[start..];
                     iov[i] = libc::iovec {
-                        iov_base: seg[start..].as_ptr() as *mut libc::c_void,
-                        iov_len: seg.len() - start,
+                        iov_base: bytes.as_ptr() as *mut libc::c_void,
+                        iov_len: bytes.len(),
                     };
                     n = i + 1;
                 }
@@ -190,6 +255,12 @@ impl OutQueue {
     }
 
     /// Keeps a drained buffer as the next gathering buffer if it suits better than the one kept.
+    fn keep_segment(&mut self, seg: Segment) {
+        if let Segment::Owned(buf) = seg {
+            self.keep_spare(buf);
+        }
+    }
+
     fn keep_spare(&mut self, mut buf: Vec<u8>) {
         if buf.capacity() <= GATHER * 4 && buf.capacity() > self.spare.capacity() {
             buf.clear();
@@ -216,7 +287,7 @@ impl OutQueue {
             n -= left;
             self.front_offset = 0;
             if let Some(done) = self.segments.pop_front() {
-                self.keep_spare(done);
+                self.keep_segment(done);
             }
         }
         if self.segments.is_empty() {
@@ -229,7 +300,7 @@ impl OutQueue {
     pub fn contents(&self) -> Vec<u8> {
         let mut v = Vec::new();
         for (i, s) in self.segments.iter().enumerate() {
-            v.extend_from_slice(if i == 0 { &s[self.front_offset..] } else { s });
+            v.extend_from_slice(&s.bytes()[if i == 0 { self.front_offset } else { 0 }..]);
         }
         v
     }

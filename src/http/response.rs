@@ -6,7 +6,8 @@ use std::ffi::c_int;
 
 use super::compress::{self, Coding, Compressor, CompressorPool};
 use super::fields::{Fields, Known};
-use super::outqueue::OutQueue;
+use super::lent::Lent;
+use super::outqueue::{OutQueue, Segment};
 use super::{date, is_token, status};
 use crate::errors::{EALREADY, EINVAL, EIO, EMSGSIZE, ENOBUFS, ENOENT};
 use crate::ffi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
@@ -50,6 +51,11 @@ pub struct Response {
     /// Bytes at the front of `pending` kept free for the chunk-size line, so that a flush can
     /// frame a chunk where it lies (see `frame_body`).
     reserved: usize,
+    /// Body appended before `pending` since the last flush, when the module lent some of it:
+    /// lent pieces, and the copied bytes before each, in order. Usually empty.
+    pieces: Vec<Segment>,
+    /// Bytes in `pieces`.
+    pieces_len: usize,
     /// Body bytes appended over the whole response (for a handler's Content-Length).
     appended: u64,
     declared_length: Option<u64>,
@@ -73,6 +79,8 @@ impl Default for Response {
             compression_mode: HTTPSRV_COMPRESS_AUTO,
             pending: Vec::new(),
             reserved: 0,
+            pieces: Vec::new(),
+            pieces_len: 0,
             appended: 0,
             declared_length: None,
             head_sent: false,
@@ -127,6 +135,19 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// `pieces` and `body[reserved..]` as one buffer (the pieces are released).
+fn flatten(pieces: &mut Vec<Segment>, body: Vec<u8>, reserved: usize) -> (Vec<u8>, usize) {
+    if pieces.is_empty() {
+        return (body, reserved);
+    }
+    let mut flat = Vec::new();
+    for p in pieces.drain(..) {
+        flat.extend_from_slice(p.bytes());
+    }
+    flat.extend_from_slice(&body[reserved..]);
+    (flat, 0)
+}
+
 /// Room for the longest chunk-size line: 16 hex digits and CRLF.
 const LINE_ROOM: usize = 18;
 
@@ -169,7 +190,7 @@ impl Response {
 
     /// Body bytes appended and not yet flushed.
     pub fn pending_len(&self) -> usize {
-        self.pending.len() - self.reserved
+        self.pieces_len + self.pending.len() - self.reserved
     }
 
     /// Back to a fresh response, keeping the field and body buffers for the next one.
@@ -183,6 +204,8 @@ impl Response {
             compression_mode,
             pending,
             reserved,
+            pieces,
+            pieces_len,
             appended,
             declared_length,
             head_sent,
@@ -199,6 +222,8 @@ impl Response {
         *compression_mode = HTTPSRV_COMPRESS_AUTO;
         pending.clear();
         *reserved = 0;
+        pieces.clear();
+        *pieces_len = 0;
         *appended = 0;
         *declared_length = None;
         *head_sent = false;
@@ -299,6 +324,8 @@ impl Response {
         self.fields.clear();
         self.pending.clear();
         self.reserved = 0;
+        self.pieces.clear();
+        self.pieces_len = 0;
         self.appended = 0;
         self.declared_length = None;
         Ok(())
@@ -322,19 +349,7 @@ impl Response {
     /// Copies body bytes into the pending output. `queued` is what is already waiting for the
     /// socket, counted against `max_pending`.
     pub fn append(&mut self, data: &[u8], queued: usize, max_pending: usize) -> Result<(), c_int> {
-        if self.finished {
-            return Err(EALREADY);
-        }
-        if let Some(limit) = self.declared_length {
-            if self.appended + data.len() as u64 > limit {
-                return Err(EMSGSIZE);
-            }
-        }
-        if self.pending_len() + queued + data.len() > max_pending {
-            return Err(ENOBUFS);
-        }
-        self.appended += data.len() as u64;
-        if self.head_sent && self.framing == Framing::NoBody {
+        if !self.admit(data.len(), queued, max_pending)? {
             return Ok(());
         }
         if self.pending.is_empty()
@@ -348,6 +363,58 @@ impl Response {
         }
         self.pending.extend_from_slice(data);
         Ok(())
+    }
+
+    /// `append` without the copy: the bytes are sent from where they are. Dropping `lent`
+    /// (sent, refused or discarded) releases it.
+    pub fn append_lent(
+        &mut self,
+        lent: Lent,
+        queued: usize,
+        max_pending: usize,
+    ) -> Result<(), c_int> {
+        match self.admit(lent.len(), queued, max_pending) {
+            Err(e) => {
+                lent.refuse();
+                return Err(e);
+            }
+            // Not sent: released right away.
+            Ok(false) => return Ok(()),
+            Ok(true) if lent.is_empty() => return Ok(()),
+            Ok(true) => {}
+        }
+        if self.pending.len() > self.reserved {
+            // What was copied before goes first.
+            let mut before = std::mem::take(&mut self.pending);
+            before.drain(..self.reserved);
+            self.reserved = 0;
+            self.pieces_len += before.len();
+            self.pieces.push(Segment::Owned(before));
+        } else {
+            self.pending.clear();
+            self.reserved = 0;
+        }
+        self.pieces_len += lent.len();
+        self.pieces.push(Segment::Lent(lent));
+        Ok(())
+    }
+
+    /// The checks and accounting every append shares. Ok(false): accepted, but the bytes are
+    /// not sent (the response has no body).
+    fn admit(&mut self, len: usize, queued: usize, max_pending: usize) -> Result<bool, c_int> {
+        if self.finished {
+            return Err(EALREADY);
+        }
+        if let Some(limit) = self.declared_length {
+            if self.appended + len as u64 > limit {
+                return Err(EMSGSIZE);
+            }
+        }
+        if self.pending_len() + queued + len > max_pending {
+            return Err(ENOBUFS);
+        }
+        self.appended += len as u64;
+        Ok(!(self.head_sent && self.framing == Framing::NoBody))
     }
 
     /// Replaces whatever was built with a plain error response (nothing was sent yet).
@@ -371,6 +438,8 @@ impl Response {
         self.must_close = true;
         self.pending.clear();
         self.reserved = 0;
+        self.pieces.clear();
+        self.pieces_len = 0;
     }
 
     /// Runs the filters for one flush and queues the bytes. Returns false when this flush
@@ -384,8 +453,18 @@ impl Response {
         }
         let mut body = std::mem::take(&mut self.pending);
         let mut reserved = std::mem::take(&mut self.reserved);
+        let mut pieces = std::mem::take(&mut self.pieces);
+        self.pieces_len = 0;
+        if !self.head_sent && cx.is_head {
+            // The head filter may need the bytes whole (a HEAD's compressed length).
+            (body, reserved) = flatten(&mut pieces, body, reserved);
+        }
         if !self.head_sent {
-            self.decide(last, &body[reserved..], cx);
+            let len = pieces.iter().map(Segment::len).sum::<usize>() + body.len() - reserved;
+            self.decide(last, len, &body[reserved..], cx);
+        }
+        if self.compressor.is_some() {
+            (body, reserved) = flatten(&mut pieces, body, reserved);
         }
         if let Some(c) = self.compressor.as_mut() {
             let mut z = Vec::with_capacity(body.len() / 2 + 64);
@@ -407,7 +486,8 @@ impl Response {
         }
         if !self.head_sent {
             if self.framing == Framing::Length(u64::MAX) {
-                self.framing = Framing::Length((body.len() - reserved) as u64);
+                let len = pieces.iter().map(Segment::len).sum::<usize>() + body.len() - reserved;
+                self.framing = Framing::Length(len as u64);
             }
             self.head_len = out.push_with(|h| self.write_head(cx, h));
             self.head_sent = true;
@@ -415,7 +495,7 @@ impl Response {
         // The next appends reuse a buffer instead of growing a new one: the body's own when it
         // was copied, else the one the queue has finished sending.
         let spare = self
-            .frame_body(body, reserved, last, out)
+            .frame_body(pieces, body, reserved, last, out)
             .unwrap_or_else(|| out.take_spare());
         if self.pending.capacity() == 0 {
             self.pending = spare;
@@ -427,8 +507,9 @@ impl Response {
         Ok(true)
     }
 
-    /// The head filter: compression, framing and persistence, decided once.
-    fn decide(&mut self, last: bool, body: &[u8], cx: &Context) {
+    /// The head filter: compression, framing and persistence, decided once. `len` is the body
+    /// so far; `body` holds all of it for a HEAD request.
+    fn decide(&mut self, last: bool, len: usize, body: &[u8], cx: &Context) {
         let status = self.status;
         let bodiless_status = status < 200 || status == 204 || status == 304;
         let no_body = cx.is_head || bodiless_status;
@@ -448,7 +529,7 @@ impl Response {
             };
         let too_short = self.compression_mode == HTTPSRV_COMPRESS_AUTO
             && last
-            && body.len() < cx.compression_min_length;
+            && len < cx.compression_min_length;
         let coding = if negotiable && compressible_status && !too_short {
             cx.accepts
         } else {
@@ -477,7 +558,7 @@ impl Response {
             }
         } else if cx.is_head && last && self.declared_length.is_none() && compressible_status {
             self.fields
-                .push(b"Content-Length", body.len().to_string().as_bytes());
+                .push(b"Content-Length", len.to_string().as_bytes());
         }
         if status < 200 || status == 204 {
             self.fields.remove_all(Known::ContentLength.name());
@@ -563,51 +644,56 @@ impl Response {
 
     /// The chunk filter (and its Content-Length and close-delimited siblings).
     /// Returns the body's buffer when it was copied, for reuse.
-    /// The body is `body[reserved..]`.
+    /// The body is `pieces`, then `body[reserved..]`.
     fn frame_body(
         &mut self,
+        pieces: Vec<Segment>,
         mut body: Vec<u8>,
         reserved: usize,
         last: bool,
         out: &mut OutQueue,
     ) -> Option<Vec<u8>> {
-        let len = body.len() - reserved;
-        match self.framing {
-            Framing::NoBody => Some(body),
-            Framing::Length(owed) => {
-                let n = (len as u64).min(owed);
-                self.framing = Framing::Length(owed - n);
-                if last && owed - n > 0 {
-                    // The handler promised more than it sent: only closing can tell the client.
-                    self.must_close = true;
-                }
-                out.push_from(body, reserved)
-            }
-            Framing::Chunked => {
-                if len == 0 {
-                    if last {
-                        out.push_copy(b"0\r\n\r\n");
-                    }
-                    return Some(body);
-                }
-                let mut line = [0u8; 20];
-                let line = chunk_size_line(len, &mut line);
-                let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
-                if out.is_empty() && reserved >= line.len() {
-                    // In place: the size line goes into the room before the data, the chunk
-                    // leaves as one buffer, and its bytes are copied nowhere.
-                    let start = reserved - line.len();
-                    body[start..reserved].copy_from_slice(line);
-                    body.extend_from_slice(end);
-                    return out.push_from(body, start);
-                }
-                out.push_copy(line);
-                let spare = out.push_from(body, reserved);
-                out.push_copy(end);
-                spare
-            }
-            Framing::Close => out.push_from(body, reserved),
+        let len = pieces.iter().map(Segment::len).sum::<usize>() + body.len() - reserved;
+        if self.framing == Framing::NoBody {
+            return Some(body);
         }
+        let chunked = self.framing == Framing::Chunked;
+        if chunked && len == 0 {
+            if last {
+                out.push_copy(b"0\r\n\r\n");
+            }
+            return Some(body);
+        }
+        let mut line = [0u8; 20];
+        let line = chunk_size_line(len, &mut line);
+        let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+        if chunked && pieces.is_empty() && out.is_empty() && reserved >= line.len() {
+            // In place: the size line goes into the room before the data, the chunk leaves as
+            // one buffer, and its bytes are copied nowhere.
+            let start = reserved - line.len();
+            body[start..reserved].copy_from_slice(line);
+            body.extend_from_slice(end);
+            return out.push_from(body, start);
+        }
+        if chunked {
+            out.push_copy(line);
+        }
+        for piece in pieces {
+            out.push_segment(piece);
+        }
+        let spare = out.push_from(body, reserved);
+        if chunked {
+            out.push_copy(end);
+        }
+        if let Framing::Length(owed) = self.framing {
+            let n = (len as u64).min(owed);
+            self.framing = Framing::Length(owed - n);
+            if last && owed - n > 0 {
+                // The handler promised more than it sent: only closing can tell the client.
+                self.must_close = true;
+            }
+        }
+        spare
     }
 }
 

@@ -210,11 +210,14 @@ impl EventLoop {
             if self.next_sweep.is_some_and(|t| clock::now() >= t) {
                 self.sweep();
             }
+            // Lent memory the iteration finished with goes back to the module, outside any lock.
+            crate::http::lent::run_releases();
             if self.stop_deadline.is_some() && self.conns.iter().all(Option::is_none) {
                 break;
             }
         }
         self.exit();
+        crate::http::lent::run_releases();
     }
 
     /// Runs connection work, closing the connection if our own code panicked.

@@ -104,5 +104,8 @@ fn worker(shared: &Shared) {
         if outcome.is_err() {
             crate::server::log::global_error("panic in a pool handler's session");
         }
+        // The job may hold the last reference to the session and, through it, lent memory.
+        drop(job);
+        crate::http::lent::run_releases();
     }
 }

@@ -22,6 +22,7 @@ use crate::ffi::{
     httpsrv_close_fn, httpsrv_done_fn, httpsrv_session, httpsrv_task_fn, HTTPSRV_DONE,
     HTTPSRV_PENDING,
 };
+use crate::http::lent::{self, Lent};
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
 use crate::http::response::{accepted_coding, Context, Response};
@@ -370,6 +371,20 @@ impl Session {
             .append(data, queued, self.lp.rt.config.max_pending_bytes)
     }
 
+    /// `httpsrv_response_append_ref`: on an error the module keeps the bytes.
+    pub fn append_lent(&self, lent: Lent) -> Result<(), c_int> {
+        let mut st = match self.check_live() {
+            Ok(st) => st,
+            Err(e) => {
+                lent.refuse();
+                return Err(e);
+            }
+        };
+        let queued = st.out.len();
+        st.response
+            .append_lent(lent, queued, self.lp.rt.config.max_pending_bytes)
+    }
+
     /// `httpsrv_response_flush`: non-blocking on the loop thread, blocking elsewhere.
     pub fn flush(&self, last: bool) -> Result<(), c_int> {
         let mut st = self.check_live()?;
@@ -661,4 +676,5 @@ pub fn run_handler(session: &Arc<Session>, handler: super::routes::HandlerFn, ud
     let rc = unsafe { handler(session.c_handle(), ud) };
     RUNNING.with(|r| r.set(outer));
     session.handler_returned(rc);
+    lent::run_releases();
 }

@@ -951,6 +951,87 @@ static int h_enobufs(httpsrv_session *s, void *ud)
 }
 
 /* ------------------------------------------------------------------ */
+/* httpsrv_response_append_ref: lent memory, released exactly once     */
+
+struct lent_buf {
+    char tag[24];
+    size_t len;
+    unsigned char data[];
+};
+
+static void lent_release(void *ud)
+{
+    struct lent_buf *b = ud;
+    tlog("ref-release %s %zu", b->tag, b->len);
+    /* a read after the release would send these bytes instead of the pattern */
+    memset(b->data, 0xEE, b->len);
+    free(b);
+}
+
+/* never called: the appends that use it fail */
+static void lent_release_wrong(void *ud)
+{
+    tlog("ref-release WRONG %s", (const char *)ud);
+}
+
+/* len bytes of the i % 251 pattern, lent under tag */
+static int append_lent(httpsrv_session *s, const char *tag, size_t len)
+{
+    struct lent_buf *b = malloc(sizeof *b + len);
+    if (!b) return ENOMEM;
+    snprintf(b->tag, sizeof b->tag, "%s", tag);
+    b->len = len;
+    fill_pattern(b->data, len, 0);
+    int rc = httpsrv_response_append_ref(s, b->data, len, lent_release, b);
+    if (rc != 0) free(b); /* refused: the memory is still ours */
+    return rc;
+}
+
+/* /t/ref?len=N[&chunk=1][&type=T][&tag=X]: body "copy1" + N pattern bytes (lent) + "copy2" +
+ * 100 pattern bytes (lent); with chunk=1 a non-final flush after "copy2".
+ * /t/ref?mode=errors: the failing calls, reported in the body (which is lent static data). */
+static int h_ref(httpsrv_session *s, void *ud)
+{
+    (void)ud;
+    char tag[24], type[64], mode[16];
+    if (!qstr(s, "tag", tag, sizeof tag) || !tag[0]) snprintf(tag, sizeof tag, "ref");
+    watch(s, "ref");
+    if (qstr(s, "mode", mode, sizeof mode) && strcmp(mode, "errors") == 0) {
+        static char report[16384];
+        static const char data[] = "0123456789";
+        struct rep r;
+        memset(&r, 0, sizeof r);
+        chk(&r, "ref_null_data", httpsrv_response_append_ref(s, NULL, 5, lent_release_wrong, "null"), EINVAL);
+        chk(&r, "ref_null_session", httpsrv_response_append_ref(NULL, data, 5, lent_release_wrong, "sess"), EINVAL);
+        chk(&r, "ref_past_max_pending",
+            httpsrv_response_append_ref(s, data, (size_t)1 << 40, lent_release_wrong, "max"), ENOBUFS);
+        chk_u64(&r, "pending_after_refusals", httpsrv_response_pending(s), 0);
+        chk(&r, "ref_empty", httpsrv_response_append_ref(s, data, 0, NULL, NULL), 0);
+        rep_end(&r);
+        memcpy(report, r.buf, r.len);
+        httpsrv_response_header_set(s, "Content-Type", "text/plain");
+        int rs = httpsrv_response_append_ref(s, report, r.len, NULL, NULL);
+        int rf = httpsrv_response_flush(s, 1);
+        int ra = httpsrv_response_append_ref(s, data, 5, lent_release_wrong, "after-final");
+        tlog("ref-errors static=%s final=%s after_final=%s", ename(rs), ename(rf), ename(ra));
+        return HTTPSRV_DONE;
+    }
+    long len = qint(s, "len", 3000, 0, 1L << 24);
+    if (qstr(s, "type", type, sizeof type) && type[0]) httpsrv_response_header_set(s, "Content-Type", type);
+    char tag1[40], tag2[40];
+    snprintf(tag1, sizeof tag1, "%s-1", tag);
+    snprintf(tag2, sizeof tag2, "%s-2", tag);
+    int r1 = append_str(s, "copy1");
+    int r2 = append_lent(s, tag1, (size_t)len);
+    int r3 = append_str(s, "copy2");
+    int r4 = qint(s, "chunk", 0, 0, 1) ? httpsrv_response_flush(s, 0) : 0;
+    int r5 = append_lent(s, tag2, 100);
+    tlog("ref-appended %s %s %s %s %s %s", tag, ename(r1), ename(r2), ename(r3), ename(r4 == EAGAIN ? 0 : r4),
+         ename(r5));
+    return HTTPSRV_DONE;
+}
+
+/* ------------------------------------------------------------------ */
 /* PENDING completed from a foreign thread                             */
 
 static void pending_done(httpsrv_session *s, int err, uint64_t bytes, void *ud)
@@ -1464,6 +1545,8 @@ int httpsrv_module_init(httpsrv_server *srv, const char *args)
     ROUTE(NULL, "/t/stale/check", 0, h_stale_check, NULL);
     ROUTE(NULL, "/t/emsgsize", 0, h_emsgsize, NULL);
     ROUTE(NULL, "/t/enobufs", 0, h_enobufs, NULL);
+    ROUTE(NULL, "/t/ref", 0, h_ref, NULL);
+    ROUTE(NULL, "/t/pool-ref", HTTPSRV_ROUTE_POOL, h_ref, NULL);
     ROUTE(NULL, "/t/pending", 0, h_pending, NULL);
     ROUTE(NULL, "/t/async-chain", 0, h_async_chain, NULL);
     ROUTE(NULL, "/t/abort", 0, h_abort, NULL);
