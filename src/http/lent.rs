@@ -6,7 +6,7 @@
 //! current thread; `run_releases` runs the noted ones at points where no lock is held: the end
 //! of every C call, of every loop iteration, and of every handler run.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 
 use crate::ffi::httpsrv_release_fn;
@@ -77,6 +77,7 @@ impl Drop for Lent {
             let userdata = self.userdata as usize;
             // Only fails while this thread exits; the release is lost then, not run under a lock.
             let _ = RELEASES.try_with(|r| r.borrow_mut().push((release, userdata)));
+            let _ = DUE.try_with(|d| d.set(true));
         }
     }
 }
@@ -85,10 +86,15 @@ type Release = (unsafe extern "C" fn(*mut c_void), usize);
 
 thread_local! {
     static RELEASES: RefCell<Vec<Release>> = const { RefCell::new(Vec::new()) };
+    /// Some release is noted: the check every C call makes is one load.
+    static DUE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs the releases noted on this thread. Call only where no library lock is held.
 pub fn run_releases() {
+    if !DUE.with(|d| d.replace(false)) {
+        return;
+    }
     loop {
         let due = RELEASES.with(|r| std::mem::take(&mut *r.borrow_mut()));
         if due.is_empty() {
