@@ -43,6 +43,8 @@ static const char page_head[] =
     " thread (<a href=\"/poll?ms=2000\">?ms=2000</a>)</td></tr>\n"
     "<tr><td><a href=\"/poll/async\">/poll/async</a></td><td>longpoll.c: the same with"
     " <code>httpsrv_session_post</code> and <code>httpsrv_response_flush_async</code></td></tr>\n"
+    "<tr><td><a href=\"/cached\">/cached</a></td><td>cache.c: a 256 KiB page lent, not copied,"
+    " with <code>httpsrv_response_append_ref</code> (<a href=\"/cached?kb=4\">?kb=4</a>)</td></tr>\n"
     "<tr><td><a href=\"/cpp\">/cpp</a></td><td>hello_cpp.cpp: a C++ module with an RAII"
     " wrapper</td></tr>\n"
     "</table>\n"

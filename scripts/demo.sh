@@ -27,7 +27,7 @@ cflags=(-std=c11 -Wall -Wextra -Werror -fPIC -shared -O2 -g "-I$include")
 cxxflags=(-std=c++17 -Wall -Wextra -Werror -fPIC -shared -O2 -g "-I$include")
 
 # The order of the modules is the order they are loaded in.
-c_modules=(index hello streaming sse echo longpoll)
+c_modules=(index hello streaming sse echo longpoll cache)
 cxx_modules=(hello_cpp)
 
 mkdir -p "$build"

@@ -878,6 +878,9 @@ fn harness_under_valgrind() {
         "/t/pending?ms=10",
         "/t/headers?x=1",
         "/t/errors",
+        "/t/ref?len=3000&chunk=1",
+        "/t/ref?len=100000",
+        "/t/pool-ref?len=5000&chunk=1",
         "/t/nope",
     ];
     for p in reqs {
