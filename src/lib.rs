@@ -6,6 +6,7 @@ pub mod errors;
 pub mod ffi;
 pub mod http;
 pub mod server;
+mod sys;
 
 pub use ffi::library::*;
 pub use ffi::request::*;
@@ -13,7 +14,7 @@ pub use ffi::response::*;
 pub use ffi::server::*;
 pub use ffi::session::*;
 pub use ffi::{
-    httpsrv_close_fn, httpsrv_done_fn, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_server,
-    httpsrv_session, httpsrv_task_fn, HTTPSRV_ABI_VERSION, HTTPSRV_COMPRESS_AUTO,
+    httpsrv_close_fn, httpsrv_done_fn, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_release_fn,
+    httpsrv_server, httpsrv_session, httpsrv_task_fn, HTTPSRV_ABI_VERSION, HTTPSRV_COMPRESS_AUTO,
     HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON, HTTPSRV_DONE, HTTPSRV_PENDING, HTTPSRV_ROUTE_POOL,
 };

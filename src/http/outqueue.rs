@@ -216,7 +216,7 @@ impl OutQueue {
                 // One buffer: plain send skips the kernel's iovec import.
                 let front = &self.segments[0].bytes()[self.front_offset..];
                 // SAFETY: fd is a socket owned by the connection; the buffer is ours.
-                unsafe { libc::send(fd, front.as_ptr().cast(), front.len(), flags) }
+                unsafe { crate::sys::send(fd, front.as_ptr().cast(), front.len(), flags) }
             } else {
                 let mut iov = [libc::iovec {
                     iov_base: std::ptr::null_mut(),
@@ -237,7 +237,7 @@ impl OutQueue {
                 msg.msg_iov = iov.as_mut_ptr();
                 msg.msg_iovlen = n as _;
                 // SAFETY: fd is a socket owned by the connection; msg is fully initialised.
-                unsafe { libc::sendmsg(fd, &msg, flags) }
+                unsafe { crate::sys::sendmsg(fd, &msg, flags) }
             };
             if r < 0 {
                 let e = io::Error::last_os_error();

@@ -110,7 +110,7 @@ impl Conn {
             let spare = self.rbuf.spare_capacity_mut();
             // SAFETY: recv writes at most spare.len() bytes into the spare capacity.
             let n = unsafe {
-                libc::recv(
+                crate::sys::recv(
                     self.stream.as_raw_fd(),
                     spare.as_mut_ptr() as *mut c_void,
                     spare.len(),
