@@ -855,6 +855,62 @@ mod tests {
         format!("GET / HTTP/{version}\r\n{fields}\r\n").into_bytes()
     }
 
+    /// Everything a caller can observe of a request, for comparing two parses.
+    fn observed(r: &Request) -> String {
+        let mut fields = Vec::new();
+        for i in 0..r.header_count() {
+            let (n, v) = r.header_at(i).unwrap();
+            fields.push(format!(
+                "{}={}",
+                String::from_utf8_lossy(n),
+                String::from_utf8_lossy(v)
+            ));
+        }
+        format!(
+            "{} {} {} {} v{} {:?} ka={} ec={} head={} len={} host={:?} [{}]",
+            r.method(),
+            r.target(),
+            r.path(),
+            r.query(),
+            r.version(),
+            r.body_framing(),
+            r.wants_keep_alive(),
+            r.expects_continue(),
+            r.is_head(),
+            r.head_len(),
+            r.header(b"host"),
+            fields.join(" ")
+        )
+    }
+
+    #[test]
+    fn a_reused_request_keeps_nothing_of_the_earlier_ones() {
+        let heads: [&[u8]; 5] = [
+            b"POST /a/long/path/with/segments?and=a&long=query HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nX-One: 1\r\nX-Two: 2\r\nExpect: 100-continue\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET /bad HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"HEAD /h?q HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nhost: y\r\n\r\n",
+        ];
+        let limits = Limits::default();
+        let mut reused = Request::default();
+        for head in heads {
+            let fresh = parse_head(head, &limits);
+            let again = parse_head_into(head, &limits, &mut reused);
+            match (fresh, again) {
+                (Ok(Some((fresh, n))), Ok(Some(m))) => {
+                    assert_eq!(n, m);
+                    assert_eq!(observed(&fresh), observed(&reused));
+                    // The C strings end where the Rust ones do.
+                    let path = unsafe { std::ffi::CStr::from_ptr(reused.path_c()) };
+                    assert_eq!(path.to_bytes(), reused.path().as_bytes());
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{:?} against {:?}", a.map(|o| o.map(|x| x.1)), b),
+            }
+        }
+    }
+
     #[test]
     fn simple_get() {
         let req = parse_ok(b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n");

@@ -818,6 +818,39 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_response_is_a_fresh_one() {
+        fn without_date(q: &OutQueue) -> String {
+            text(q)
+                .split("\r\n")
+                .filter(|l| !l.starts_with("Date: "))
+                .collect::<Vec<_>>()
+                .join("\r\n")
+        }
+        fn hello(r: &mut Response) -> String {
+            let mut q = OutQueue::default();
+            r.set_header(b"Content-Type", b"text/plain").unwrap();
+            r.append(b"Hello, world!", 0, 1 << 20).unwrap();
+            r.flush(true, &cx(11), &mut q).unwrap();
+            without_date(&q)
+        }
+        let mut used = Response::default();
+        let mut q = OutQueue::default();
+        let mut gzip = cx(11);
+        gzip.accepts = Some(Coding::Gzip);
+        used.set_status(404, Some(b"Nope")).unwrap();
+        used.set_header(b"Content-Length", b"300").unwrap();
+        used.add_header(b"Vary", b"Cookie").unwrap();
+        used.add_header(b"Connection", b"close").unwrap();
+        used.set_compression(HTTPSRV_COMPRESS_ON).unwrap();
+        used.append(&[b'a'; 100], 0, 1 << 20).unwrap();
+        used.flush(false, &gzip, &mut q).unwrap();
+        used.append(&[b'b'; 100], 0, 1 << 20).unwrap();
+        // Ends mid-response, with a compressor and pending bytes.
+        used.reset();
+        assert_eq!(hello(&mut used), hello(&mut Response::default()));
+    }
+
+    #[test]
     fn final_chunk_is_joined_with_data() {
         let mut r = Response::default();
         let mut q = OutQueue::default();
