@@ -5,7 +5,7 @@
 //! wrapper itself, so one deflate state (a few hundred KB) can be reset and reused for either
 //! coding without reallocating.
 
-use super::is_token;
+use super::{is_token, trim_ows};
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 /// A content coding the server can produce.
@@ -186,17 +186,6 @@ pub fn type_eligible(content_type: &[u8], types: &[String]) -> bool {
             None => t.len() == media.len() && media.eq_ignore_ascii_case(t),
         }
     })
-}
-
-/// Strips optional whitespace (SP / HTAB) from both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 /// Where a [`Compressor`] is in its stream.

@@ -11,6 +11,36 @@ pub mod request;
 pub mod response;
 pub mod status;
 
+/// Strips optional whitespace (SP / HTAB) from both ends.
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// The elements of a comma-separated field value (RFC 9110 5.6.1), trimmed; empty ones included.
+pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim_ows)
+}
+
+/// Whether a comma-separated field value lists `token` (ASCII case-insensitive).
+pub(crate) fn has_token(list: &[u8], token: &[u8]) -> bool {
+    list_items(list).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// 1*DIGIT as a u64; None for anything else, or more than 19 digits (more is either an
+/// overflow or padding nobody needs).
+pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
 /// Whether `s` is an RFC 9110 token (a method or a field name).
 pub fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| TCHAR[b as usize])

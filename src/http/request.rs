@@ -11,7 +11,7 @@
 
 use libc::c_char;
 
-use super::is_token;
+use super::{is_token, list_items, parse_decimal, trim_ows};
 use std::mem::MaybeUninit;
 
 /// Size limits of a request head.
@@ -315,16 +315,6 @@ fn all_in(s: &[u8], class: u8) -> bool {
     s.iter().all(|&b| CLASS[b as usize] & class != 0)
 }
 
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
 fn find_byte(s: &[u8], b: u8) -> Option<usize> {
     s.iter().position(|&c| c == b)
 }
@@ -549,7 +539,7 @@ pub fn parse_head_into(
                 expect_continue = true;
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                for opt in value.split(|&c| c == b',').map(trim_ows) {
+                for opt in list_items(value) {
                     if opt.eq_ignore_ascii_case(b"close") {
                         conn_close = true;
                     } else if opt.eq_ignore_ascii_case(b"keep-alive") {
@@ -727,14 +717,8 @@ fn split_target<'a>(method: &[u8], target: &'a [u8]) -> Result<(&'a [u8], &'a [u
 /// copy has the same value (RFC 9112 section 6.3, item 5).
 fn parse_content_length(value: &[u8], prev: Option<u64>) -> Result<u64, HttpError> {
     let mut current = prev;
-    for elem in value.split(|&b| b == b',').map(trim_ows) {
-        // 19 digits always fit in a u64; more is either an overflow or padding nobody needs.
-        if elem.is_empty() || elem.len() > 19 || !elem.iter().all(u8::is_ascii_digit) {
-            return Err(bad("invalid Content-Length"));
-        }
-        let n = elem
-            .iter()
-            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+    for elem in list_items(value) {
+        let n = parse_decimal(elem).ok_or(bad("invalid Content-Length"))?;
         match current {
             Some(p) if p != n => return Err(bad("conflicting Content-Length")),
             _ => current = Some(n),
@@ -756,7 +740,7 @@ struct TransferEncoding {
 impl TransferEncoding {
     fn add(&mut self, value: &[u8]) -> Result<(), HttpError> {
         self.present = true;
-        for elem in value.split(|&b| b == b',').map(trim_ows) {
+        for elem in list_items(value) {
             if elem.is_empty() {
                 return Err(bad("empty transfer coding"));
             }

@@ -8,7 +8,7 @@ use super::compress::{self, Coding, Compressor, CompressorPool};
 use super::fields::{Fields, Known};
 use super::lent::Lent;
 use super::outqueue::{OutQueue, Segment};
-use super::{date, is_token, status};
+use super::{date, has_token, is_token, parse_decimal, status, trim_ows};
 use crate::errors::{EALREADY, EINVAL, EIO, EMSGSIZE, ENOBUFS, ENOENT};
 use crate::ffi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
 
@@ -98,27 +98,9 @@ fn valid_value(v: &[u8]) -> bool {
     !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
 }
 
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
+/// A handler's Content-Length value: one number, whitespace around it allowed.
 fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = trim_ows(v);
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(v.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
-}
-
-fn has_token(list: &[u8], token: &[u8]) -> bool {
-    list.split(|&b| b == b',')
-        .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
+    parse_decimal(trim_ows(v))
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
