@@ -504,10 +504,14 @@ impl EventLoop {
                             }
                             return;
                         }
-                        Progress::Ended { keep_alive, reset } => {
-                            let (status, sent) = s.log_facts();
+                        Progress::Ended {
+                            keep_alive,
+                            reset,
+                            status,
+                            body_sent,
+                        } => {
                             s.lp.rt
-                                .access_log(&conn.peer, Some(&s.request), status, sent);
+                                .access_log(&conn.peer, Some(&s.request), status, body_sent);
                             let close_now = reset || (stopping && conn.direct.is_empty());
                             if keep_alive && !stopping {
                                 conn.phase = Phase::Head {

@@ -95,7 +95,13 @@ pub enum Progress {
     /// Still running and held: the connection should send its earlier output, then `unhold`.
     Held,
     /// Ended and released by the loop: keep the connection for the next request, or close it.
-    Ended { keep_alive: bool, reset: bool },
+    /// `status` and `body_sent` (bytes after the head) are for the access log.
+    Ended {
+        keep_alive: bool,
+        reset: bool,
+        status: u16,
+        body_sent: u64,
+    },
 }
 
 fn reason_code(reason: c_int) -> c_int {
@@ -199,31 +205,24 @@ impl Session {
     /// A new session for a request, registered under a fresh handle (None when the handle table
     /// is full).
     pub fn create(lp: &Arc<LoopShared>, start: Start) -> Option<Arc<Session>> {
-        let mut made = None;
-        handles::insert(lp.id, |handle| {
-            let s = Arc::new(Session {
-                handle,
-                lp: lp.clone(),
-                conn: start.conn,
-                fd: start.fd,
-                request: start.request,
-                body: start.body,
-                peer: start.peer,
-                keep_alive: start.keep_alive,
-                state: Mutex::new(State::new(start.hold)),
-                cond: Condvar::new(),
-            });
-            made = Some(s.clone());
-            s
-        })?;
-        made
+        Self::register(Arc::new(Session {
+            handle: 0,
+            lp: lp.clone(),
+            conn: start.conn,
+            fd: start.fd,
+            request: start.request,
+            body: start.body,
+            peer: start.peer,
+            keep_alive: start.keep_alive,
+            state: Mutex::new(State::new(start.hold)),
+            cond: Condvar::new(),
+        }))
     }
 
     /// `create`, reusing a finished session of the same loop that nothing else holds any more
     /// (see `Recycler`), with its buffers. The previous request is handed back through
     /// `start.request`, so its buffers serve the next parse.
     pub fn restart(mut spare: Arc<Session>, start: &mut Start) -> Option<Arc<Session>> {
-        let lp = spare.lp.clone();
         let me = Arc::get_mut(&mut spare)?;
         me.conn = start.conn;
         me.fd = start.fd;
@@ -232,14 +231,19 @@ impl Session {
         me.peer = start.peer;
         me.keep_alive = start.keep_alive;
         me.state.get_mut().restart(start.hold);
+        Self::register(spare)
+    }
+
+    /// Puts a session nothing else holds into the handle table under a fresh handle.
+    fn register(mut session: Arc<Session>) -> Option<Arc<Session>> {
         let mut made = None;
-        handles::insert(lp.id, |handle| {
+        handles::insert(session.lp.id, |handle| {
             // Still the only reference: nothing can reach it before it is in the table.
-            if let Some(me) = Arc::get_mut(&mut spare) {
+            if let Some(me) = Arc::get_mut(&mut session) {
                 me.handle = handle;
             }
-            made = Some(spare.clone());
-            spare
+            made = Some(session.clone());
+            session
         })?;
         made
     }
@@ -492,13 +496,6 @@ impl Session {
         Ok(())
     }
 
-    /// Status and body bytes sent (without the head), for the access log.
-    pub fn log_facts(&self) -> (u16, u64) {
-        let st = self.state.lock();
-        let head = st.response.head_len() as u64;
-        (st.response.status(), st.bytes_sent.saturating_sub(head))
-    }
-
     pub fn data(&self) -> *mut c_void {
         self.state.lock().user_data
     }
@@ -633,20 +630,23 @@ impl Session {
                 };
             };
             if !st.close_done {
-                let f = st.close_fn.take();
-                let ud = st.close_userdata;
-                drop(st);
-                if let Some(f) = f {
+                if let Some(f) = st.close_fn.take() {
+                    let ud = st.close_userdata;
+                    drop(st);
                     // SAFETY: as above; the handle stays valid during the call.
                     unsafe { f(handle, reason, ud) };
+                    st = self.state.lock();
                 }
-                st = self.state.lock();
                 st.close_done = true;
             }
-            let keep_alive = reason == 0 && st.response.keep_alive();
-            let reset = st.must_reset;
+            let ended = Progress::Ended {
+                keep_alive: reason == 0 && st.response.keep_alive(),
+                reset: st.must_reset,
+                status: st.response.status(),
+                body_sent: st.bytes_sent.saturating_sub(st.response.head_len() as u64),
+            };
             self.release_if_done(st);
-            return Progress::Ended { keep_alive, reset };
+            return ended;
         }
     }
 }
