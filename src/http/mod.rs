@@ -7,6 +7,7 @@ pub mod date;
 pub mod fields;
 pub mod lent;
 pub mod outqueue;
+mod pending;
 pub mod request;
 pub mod response;
 pub mod status;

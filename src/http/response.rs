@@ -7,7 +7,8 @@ use std::ffi::c_int;
 use super::compress::{self, Coding, Compressor, CompressorPool};
 use super::fields::{Fields, Known};
 use super::lent::Lent;
-use super::outqueue::{OutQueue, Segment};
+use super::outqueue::OutQueue;
+use super::pending::Pending;
 use super::{date, has_token, is_token, parse_decimal, status, trim_ows};
 use crate::errors::{EALREADY, EINVAL, EIO, EMSGSIZE, ENOBUFS, ENOENT};
 use crate::ffi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
@@ -46,16 +47,8 @@ pub struct Response {
     reason: Option<Vec<u8>>,
     fields: Fields,
     compression_mode: c_int,
-    /// Body appended since the last flush, after `reserved` bytes of room.
-    pending: Vec<u8>,
-    /// Bytes at the front of `pending` kept free for the chunk-size line, so that a flush can
-    /// frame a chunk where it lies (see `frame_body`).
-    reserved: usize,
-    /// Body appended before `pending` since the last flush, when the module lent some of it:
-    /// lent pieces, and the copied bytes before each, in order. Usually empty.
-    pieces: Vec<Segment>,
-    /// Bytes in `pieces`.
-    pieces_len: usize,
+    /// Body appended since the last flush.
+    pending: Pending,
     /// Body bytes appended over the whole response (for a handler's Content-Length).
     appended: u64,
     declared_length: Option<u64>,
@@ -77,10 +70,7 @@ impl Default for Response {
             reason: None,
             fields: Fields::default(),
             compression_mode: HTTPSRV_COMPRESS_AUTO,
-            pending: Vec::new(),
-            reserved: 0,
-            pieces: Vec::new(),
-            pieces_len: 0,
+            pending: Pending::default(),
             appended: 0,
             declared_length: None,
             head_sent: false,
@@ -116,22 +106,6 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     }
     out.extend_from_slice(&buf[i..]);
 }
-
-/// `pieces` and `body[reserved..]` as one buffer (the pieces are released).
-fn flatten(pieces: &mut Vec<Segment>, body: Vec<u8>, reserved: usize) -> (Vec<u8>, usize) {
-    if pieces.is_empty() {
-        return (body, reserved);
-    }
-    let mut flat = Vec::new();
-    for p in pieces.drain(..) {
-        flat.extend_from_slice(p.bytes());
-    }
-    flat.extend_from_slice(&body[reserved..]);
-    (flat, 0)
-}
-
-/// Room for the longest chunk-size line: 16 hex digits and CRLF.
-const LINE_ROOM: usize = 18;
 
 /// A chunk-size line ("1a2b\r\n") written into `buf`, without allocating.
 fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
@@ -172,7 +146,7 @@ impl Response {
 
     /// Body bytes appended and not yet flushed.
     pub fn pending_len(&self) -> usize {
-        self.pieces_len + self.pending.len() - self.reserved
+        self.pending.len()
     }
 
     /// Back to a fresh response, keeping the field and body buffers for the next one.
@@ -185,9 +159,6 @@ impl Response {
             fields,
             compression_mode,
             pending,
-            reserved,
-            pieces,
-            pieces_len,
             appended,
             declared_length,
             head_sent,
@@ -203,9 +174,6 @@ impl Response {
         fields.clear();
         *compression_mode = HTTPSRV_COMPRESS_AUTO;
         pending.clear();
-        *reserved = 0;
-        pieces.clear();
-        *pieces_len = 0;
         *appended = 0;
         *declared_length = None;
         *head_sent = false;
@@ -220,9 +188,7 @@ impl Response {
 
     /// Drops buffers larger than `max` bytes, so a response kept for reuse holds little.
     pub fn shrink(&mut self, max: usize) {
-        if self.pending.capacity() > max {
-            self.pending = Vec::new();
-        }
+        self.pending.shrink(max);
         self.fields.shrink(max);
     }
 
@@ -305,9 +271,6 @@ impl Response {
         self.reason = None;
         self.fields.clear();
         self.pending.clear();
-        self.reserved = 0;
-        self.pieces.clear();
-        self.pieces_len = 0;
         self.appended = 0;
         self.declared_length = None;
         Ok(())
@@ -334,16 +297,9 @@ impl Response {
         if !self.admit(data.len(), queued, max_pending)? {
             return Ok(());
         }
-        if self.pending.is_empty()
-            && !data.is_empty()
-            && self.head_sent
-            && self.framing == Framing::Chunked
-            && self.compressor.is_none()
-        {
-            self.pending.resize(LINE_ROOM, 0);
-            self.reserved = LINE_ROOM;
-        }
-        self.pending.extend_from_slice(data);
+        // Streamed chunks get room for their size line, so the flush frames them in place.
+        let room = self.head_sent && self.framing == Framing::Chunked && self.compressor.is_none();
+        self.pending.copy(data, room);
         Ok(())
     }
 
@@ -365,19 +321,7 @@ impl Response {
             Ok(true) if lent.is_empty() => return Ok(()),
             Ok(true) => {}
         }
-        if self.pending.len() > self.reserved {
-            // What was copied before goes first.
-            let mut before = std::mem::take(&mut self.pending);
-            before.drain(..self.reserved);
-            self.reserved = 0;
-            self.pieces_len += before.len();
-            self.pieces.push(Segment::Owned(before));
-        } else {
-            self.pending.clear();
-            self.reserved = 0;
-        }
-        self.pieces_len += lent.len();
-        self.pieces.push(Segment::Lent(lent));
+        self.pending.lend(lent);
         Ok(())
     }
 
@@ -406,12 +350,13 @@ impl Response {
         self.compression_mode = compression_mode;
         self.status = status;
         self.fields.push(b"Content-Type", b"text/plain");
-        push_decimal(&mut self.pending, u64::from(status));
-        self.pending.push(b' ');
-        self.pending
-            .extend_from_slice(status::reason_phrase(status).as_bytes());
-        self.pending.push(b'\n');
-        self.appended = self.pending.len() as u64;
+        let mut text = Vec::new();
+        push_decimal(&mut text, u64::from(status));
+        text.push(b' ');
+        text.extend_from_slice(status::reason_phrase(status).as_bytes());
+        text.push(b'\n');
+        self.appended = text.len() as u64;
+        self.pending = Pending::from_vec(text);
     }
 
     /// Marks the response finished without closing framing: the connection must close.
@@ -419,9 +364,6 @@ impl Response {
         self.finished = true;
         self.must_close = true;
         self.pending.clear();
-        self.reserved = 0;
-        self.pieces.clear();
-        self.pieces_len = 0;
     }
 
     /// Runs the filters for one flush and queues the bytes. Returns false when this flush
@@ -434,23 +376,18 @@ impl Response {
             return Ok(false);
         }
         let mut body = std::mem::take(&mut self.pending);
-        let mut reserved = std::mem::take(&mut self.reserved);
-        let mut pieces = std::mem::take(&mut self.pieces);
-        self.pieces_len = 0;
-        if !self.head_sent && cx.is_head {
-            // The head filter may need the bytes whole (a HEAD's compressed length).
-            (body, reserved) = flatten(&mut pieces, body, reserved);
-        }
         if !self.head_sent {
-            let len = pieces.iter().map(Segment::len).sum::<usize>() + body.len() - reserved;
-            self.decide(last, len, &body[reserved..], cx);
-        }
-        if self.compressor.is_some() {
-            (body, reserved) = flatten(&mut pieces, body, reserved);
+            if cx.is_head {
+                // The head filter needs the bytes whole (a HEAD's compressed length).
+                body.flatten();
+            }
+            self.decide(last, body.len(), body.flat_bytes().unwrap_or_default(), cx);
         }
         if let Some(c) = self.compressor.as_mut() {
-            let mut z = Vec::with_capacity(body.len() / 2 + 64);
-            c.compress(&body[reserved..], last, &mut z);
+            body.flatten();
+            let input = body.flat_bytes().unwrap_or_default();
+            let mut z = Vec::with_capacity(input.len() / 2 + 64);
+            c.compress(input, last, &mut z);
             if c.failed() {
                 // The deflate engine gave up (not expected): the stream cannot be finished
                 // correctly, so end the response without closing framing.
@@ -458,8 +395,7 @@ impl Response {
                 self.truncate();
                 return Err(EIO);
             }
-            body = z;
-            reserved = 0;
+            body = Pending::from_vec(z);
             if last {
                 if let Some(c) = self.compressor.take() {
                     cx.compressors.give(c);
@@ -468,8 +404,7 @@ impl Response {
         }
         if !self.head_sent {
             if self.framing == Framing::Length(u64::MAX) {
-                let len = pieces.iter().map(Segment::len).sum::<usize>() + body.len() - reserved;
-                self.framing = Framing::Length(len as u64);
+                self.framing = Framing::Length(body.len() as u64);
             }
             self.head_len = out.push_with(|h| self.write_head(cx, h));
             self.head_sent = true;
@@ -477,12 +412,9 @@ impl Response {
         // The next appends reuse a buffer instead of growing a new one: the body's own when it
         // was copied, else the one the queue has finished sending.
         let spare = self
-            .frame_body(pieces, body, reserved, last, out)
+            .frame_body(body, last, out)
             .unwrap_or_else(|| out.take_spare());
-        if self.pending.capacity() == 0 {
-            self.pending = spare;
-            self.pending.clear();
-        }
+        self.pending.reuse_buffer(spare);
         if last {
             self.finished = true;
         }
@@ -629,49 +561,26 @@ impl Response {
         h.extend_from_slice(b"\r\n");
     }
 
-    /// The chunk filter (and its Content-Length and close-delimited siblings).
-    /// Returns the body's buffer when it was copied, for reuse.
-    /// The body is `pieces`, then `body[reserved..]`.
-    fn frame_body(
-        &mut self,
-        pieces: Vec<Segment>,
-        mut body: Vec<u8>,
-        reserved: usize,
-        last: bool,
-        out: &mut OutQueue,
-    ) -> Option<Vec<u8>> {
-        let len = pieces.iter().map(Segment::len).sum::<usize>() + body.len() - reserved;
-        if self.framing == Framing::NoBody {
-            return Some(body);
-        }
-        let chunked = self.framing == Framing::Chunked;
-        if chunked && len == 0 {
-            if last {
-                out.push_copy(b"0\r\n\r\n");
+    /// The chunk filter (and its Content-Length and close-delimited siblings). Returns the
+    /// body's copy buffer when its bytes were copied, for reuse.
+    fn frame_body(&mut self, body: Pending, last: bool, out: &mut OutQueue) -> Option<Vec<u8>> {
+        let len = body.len();
+        let spare = match self.framing {
+            Framing::NoBody => return Some(body.into_buffer()),
+            Framing::Chunked if len == 0 => {
+                if last {
+                    out.push_copy(b"0\r\n\r\n");
+                }
+                return Some(body.into_buffer());
             }
-            return Some(body);
-        }
-        let mut line = [0u8; 20];
-        let line = chunk_size_line(len, &mut line);
-        let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
-        if chunked && pieces.is_empty() && out.is_empty() && reserved >= line.len() {
-            // In place: the size line goes into the room before the data, the chunk leaves as
-            // one buffer, and its bytes are copied nowhere.
-            let start = reserved - line.len();
-            body[start..reserved].copy_from_slice(line);
-            body.extend_from_slice(end);
-            return out.push_from(body, start);
-        }
-        if chunked {
-            out.push_copy(line);
-        }
-        for piece in pieces {
-            out.push_segment(piece);
-        }
-        let spare = out.push_from(body, reserved);
-        if chunked {
-            out.push_copy(end);
-        }
+            Framing::Chunked => {
+                let mut line = [0u8; 20];
+                let line = chunk_size_line(len, &mut line);
+                let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+                body.queue(Some((line, end)), out)
+            }
+            Framing::Length(_) | Framing::Close => body.queue(None, out),
+        };
         if let Framing::Length(owed) = self.framing {
             let n = (len as u64).min(owed);
             self.framing = Framing::Length(owed - n);
