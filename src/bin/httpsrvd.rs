@@ -123,6 +123,15 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// Ok for a C call that returned 0; else exit `code` with "`what`: <the errno's text>".
+    fn check(err: c_int, code: u8, what: impl FnOnce() -> String) -> Result<(), Failure> {
+        if err == 0 {
+            Ok(())
+        } else {
+            Err(Failure::new(code, format!("{}: {}", what(), strerror(err))))
+        }
+    }
 }
 
 struct ModuleSpec {
@@ -319,46 +328,28 @@ fn run(config: &Config) -> Result<(), Failure> {
 
     for (key, value) in &config.sets {
         let err = unsafe { httpsrv_server_set(server.0, key.as_ptr(), value.as_ptr()) };
-        if err != 0 {
-            return Err(Failure::new(
-                EXIT_OPTION,
-                format!(
-                    "option {}={} rejected: {}",
-                    key.to_string_lossy(),
-                    value.to_string_lossy(),
-                    strerror(err)
-                ),
-            ));
-        }
+        Failure::check(err, EXIT_OPTION, || {
+            format!(
+                "option {}={} rejected",
+                key.to_string_lossy(),
+                value.to_string_lossy()
+            )
+        })?;
     }
 
     for addr in &config.listen {
         let err = unsafe { httpsrv_server_listen(server.0, addr.as_ptr()) };
-        if err != 0 {
-            return Err(Failure::new(
-                EXIT_LISTEN,
-                format!(
-                    "cannot listen on {}: {}",
-                    addr.to_string_lossy(),
-                    strerror(err)
-                ),
-            ));
-        }
+        Failure::check(err, EXIT_LISTEN, || {
+            format!("cannot listen on {}", addr.to_string_lossy())
+        })?;
     }
 
     for module in &config.modules {
         let args = module.args.as_ref().map_or(ptr::null(), |a| a.as_ptr());
         let err = unsafe { httpsrv_server_load_module(server.0, module.path.as_ptr(), args) };
-        if err != 0 {
-            return Err(Failure::new(
-                EXIT_MODULE,
-                format!(
-                    "cannot load module {}: {}",
-                    module.path.to_string_lossy(),
-                    strerror(err)
-                ),
-            ));
-        }
+        Failure::check(err, EXIT_MODULE, || {
+            format!("cannot load module {}", module.path.to_string_lossy())
+        })?;
     }
 
     // After the modules, so a clash with a module's route names the --stats flag.
@@ -373,25 +364,13 @@ fn run(config: &Config) -> Result<(), Failure> {
                 server.0.cast(),
             )
         };
-        if err != 0 {
-            return Err(Failure::new(
-                EXIT_OPTION,
-                format!(
-                    "--stats {} rejected: {}",
-                    path.to_string_lossy(),
-                    strerror(err)
-                ),
-            ));
-        }
+        Failure::check(err, EXIT_OPTION, || {
+            format!("--stats {} rejected", path.to_string_lossy())
+        })?;
     }
 
     let err = unsafe { httpsrv_server_start(server.0) };
-    if err != 0 {
-        return Err(Failure::new(
-            EXIT_RUNTIME,
-            format!("cannot start the server: {}", strerror(err)),
-        ));
-    }
+    Failure::check(err, EXIT_RUNTIME, || "cannot start the server".to_string())?;
 
     // Listener i is the i-th successful listen call.
     let mut lines = String::new();
@@ -424,13 +403,9 @@ fn run(config: &Config) -> Result<(), Failure> {
 
     let err = unsafe { httpsrv_server_stop(server.0, config.grace_ms) };
     drop(server);
-    if err != 0 {
-        return Err(Failure::new(
-            EXIT_RUNTIME,
-            format!("stopping the server failed: {}", strerror(err)),
-        ));
-    }
-    Ok(())
+    Failure::check(err, EXIT_RUNTIME, || {
+        "stopping the server failed".to_string()
+    })
 }
 
 fn block_stop_signals() -> Result<libc::sigset_t, Failure> {

@@ -68,12 +68,6 @@ impl OutQueue {
         self.len == 0
     }
 
-    /// Queues a buffer: a large one as it is, a small one copied into the gathering buffer,
-    /// in which case the buffer is handed back for reuse.
-    pub fn push(&mut self, data: Vec<u8>) -> Option<Vec<u8>> {
-        self.push_from(data, 0)
-    }
-
     /// Queues `data[start..]`. Into an empty queue, or when large, the buffer goes as it is
     /// (`start` skipped as already written); a small piece behind others is copied into the
     /// gathering buffer, and the buffer is handed back for reuse.
@@ -318,14 +312,14 @@ mod tests {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut q = OutQueue::default();
         q.push_copy(b"head ");
-        q.push(vec![b'y'; 1000]);
+        q.push_from(vec![b'y'; 1000], 0);
         q.push_copy(b"\r\n");
         assert_eq!(
             q.segments.len(),
             1,
             "small pieces are gathered into one buffer"
         );
-        q.push(vec![b'x'; 5000]);
+        q.push_from(vec![b'x'; 5000], 0);
         q.push_copy(b"\r\n");
         q.push_copy(b"0\r\n\r\n");
         assert_eq!(q.segments.len(), 3, "a large body is queued as it is");
@@ -351,7 +345,7 @@ mod tests {
         a.set_nonblocking(true).unwrap();
         let mut q = OutQueue::default();
         let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
-        q.push(big.clone());
+        q.push_from(big.clone(), 0);
         let first = q.write_to(a.as_raw_fd()).unwrap();
         assert!(first < big.len());
         assert_eq!(q.len(), big.len() - first);
