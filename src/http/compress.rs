@@ -173,19 +173,27 @@ pub fn type_eligible(content_type: &[u8], types: &[String]) -> bool {
         .position(|&b| b == b';')
         .unwrap_or(content_type.len());
     let media = trim_ows(&content_type[..end]);
+    // Exact entries first, compared only when the lengths agree: most responses are decided
+    // here. An entry is well-formed, so a value equal to one is too.
+    if types.iter().any(|t| {
+        let t = t.as_bytes();
+        // Types are nearly always written in lower case: one memcmp then.
+        t.len() == media.len() && (media == t || media.eq_ignore_ascii_case(t))
+    }) {
+        return true;
+    }
     let Some(slash) = media.iter().position(|&b| b == b'/') else {
         return false;
     };
     let (ty, sub) = (&media[..slash], &media[slash + 1..]);
-    types.iter().any(|t| {
-        let t = t.as_bytes();
-        match t.strip_suffix(b"/*") {
-            // A wildcard takes any well-formed type; an exact entry is well-formed itself.
+    // A wildcard takes any well-formed type (of its type, for `type/*`).
+    types
+        .iter()
+        .any(|t| match t.as_bytes().strip_suffix(b"/*") {
             Some(b"*") => is_token(ty) && is_token(sub),
             Some(prefix) => ty.eq_ignore_ascii_case(prefix) && is_token(sub),
-            None => t.len() == media.len() && media.eq_ignore_ascii_case(t),
-        }
-    })
+            None => false,
+        })
 }
 
 /// Where a [`Compressor`] is in its stream.

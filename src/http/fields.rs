@@ -1,7 +1,8 @@
 //! Response header fields, kept in one byte buffer that is reused from response to response, so
-//! setting a field allocates nothing once a session has served a request.
+//! setting a field allocates nothing once a session has served a request. The buffer holds the
+//! fields as they go on the wire ("Name: value\r\n"), so a head usually takes them in one copy.
 
-/// One field: its name and then its value, back to back in `Fields::bytes`.
+/// One field: its line "name: value\r\n" in `Fields::bytes`.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     start: u32,
@@ -16,12 +17,18 @@ impl Entry {
     }
 
     fn value<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
-        let s = (self.start + self.name_len) as usize;
+        let s = self.start as usize + self.name_len as usize + SEPARATOR.len();
         &bytes[s..s + self.value_len as usize]
     }
 
+    fn line<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        let s = self.start as usize;
+        &bytes[s..s + self.size()]
+    }
+
+    /// Bytes of the whole line.
     fn size(&self) -> usize {
-        (self.name_len + self.value_len) as usize
+        self.name_len as usize + self.value_len as usize + SEPARATOR.len() + CRLF.len()
     }
 }
 
@@ -40,6 +47,7 @@ pub enum Known {
 }
 
 impl Known {
+    #[cfg(test)]
     const ALL: [Known; 8] = [
         Known::ContentType,
         Known::ContentLength,
@@ -74,15 +82,49 @@ impl Known {
 /// bit 0x20 lower-cases a letter and leaves '-' and digits alone; for a token no other byte
 /// maps onto one of `lower`'s.
 fn token_eq_lower(name: &[u8], lower: &[u8]) -> bool {
-    name.len() == lower.len() && name.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b)
+    const CASE: u64 = u64::from_ne_bytes([0x20; 8]);
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return name.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b);
+    }
+    // Eight bytes at a time; the last word may overlap the one before, covering any length.
+    let word =
+        |s: &[u8], at: usize| <[u8; 8]>::try_from(&s[at..at + 8]).map_or(0, u64::from_ne_bytes);
+    let mut at = 0;
+    while at + 8 < n {
+        if word(name, at) | CASE != word(lower, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(name, n - 8) | CASE == word(lower, n - 8)
 }
 
-/// The `Known` bit of a field name from a module (0 for other names).
+impl Known {
+    /// The known name a field name (a token, any case) is, if any. The length picks the one
+    /// candidate, so a name that is none of them costs one comparison at most.
+    pub fn of(name: &[u8]) -> Option<Known> {
+        let candidate = match name.len() {
+            4 if name[0] | 0x20 == b'v' => Known::Vary,
+            4 => Known::Date,
+            6 => Known::Server,
+            10 => Known::Connection,
+            12 => Known::ContentType,
+            14 => Known::ContentLength,
+            16 => Known::ContentEncoding,
+            17 => Known::TransferEncoding,
+            _ => return None,
+        };
+        token_eq_lower(name, candidate.name()).then_some(candidate)
+    }
+}
+
+/// The `Known` bit of a field name (0 for other names).
 fn known_bit(name: &[u8]) -> u8 {
-    Known::ALL
-        .iter()
-        .find(|k| token_eq_lower(name, k.name()))
-        .map_or(0, |k| k.bit())
+    Known::of(name).map_or(0, Known::bit)
 }
 
 /// Field lines in the order they were added; names compare ASCII case-insensitively.
@@ -95,6 +137,9 @@ pub struct Fields {
     /// A bit per `KNOWN` name present.
     known: u8,
 }
+
+const SEPARATOR: &[u8] = b": ";
+const CRLF: &[u8] = b"\r\n";
 
 /// Dead bytes tolerated before `bytes` is rebuilt: a handler that replaces one field over and
 /// over must not grow the buffer without bound.
@@ -141,6 +186,21 @@ impl Fields {
         self.known & k.bit() != 0
     }
 
+    /// Appends every field's line to `out` in order, leaving out fields named `skip`.
+    pub fn write_lines(&self, out: &mut Vec<u8>, skip: Known) {
+        if !self.contains(skip) && self.live == self.bytes.len() {
+            // No removed or replaced field in between: the buffer is the lines.
+            out.extend_from_slice(&self.bytes);
+            return;
+        }
+        for e in &self.entries {
+            let name = e.name(&self.bytes);
+            if !token_eq_lower(name, skip.name()) {
+                out.extend_from_slice(e.line(&self.bytes));
+            }
+        }
+    }
+
     /// Every field as (name, value), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.entries
@@ -151,6 +211,11 @@ impl Fields {
     /// Adds a field after the others. Names and values are short (a head is at most a few
     /// KiB), so the u32 offsets cannot overflow in practice; a field that would is dropped.
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        self.push_named(name, value, known_bit(name));
+    }
+
+    /// `push`, given `name`'s known bit.
+    fn push_named(&mut self, name: &[u8], value: &[u8], bit: u8) {
         let (Ok(start), Ok(name_len), Ok(value_len)) = (
             u32::try_from(self.bytes.len()),
             u32::try_from(name.len()),
@@ -159,19 +224,26 @@ impl Fields {
             return;
         };
         self.bytes.extend_from_slice(name);
+        self.bytes.extend_from_slice(SEPARATOR);
         self.bytes.extend_from_slice(value);
-        self.entries.push(Entry {
+        self.bytes.extend_from_slice(CRLF);
+        let entry = Entry {
             start,
             name_len,
             value_len,
-        });
-        self.live += name.len() + value.len();
-        self.known |= known_bit(name);
+        };
+        self.live += entry.size();
+        self.entries.push(entry);
+        self.known |= bit;
     }
 
     /// Removes every field named `name`; returns how many there were.
     pub fn remove_all(&mut self, name: &[u8]) -> usize {
-        let bit = known_bit(name);
+        self.remove_named(name, known_bit(name))
+    }
+
+    /// `remove_all`, given `name`'s known bit.
+    fn remove_named(&mut self, name: &[u8], bit: u8) -> usize {
         if bit != 0 && self.known & bit == 0 {
             return 0;
         }
@@ -193,8 +265,9 @@ impl Fields {
 
     /// Replaces every field named `name` with one.
     pub fn set(&mut self, name: &[u8], value: &[u8]) {
-        self.remove_all(name);
-        self.push(name, value);
+        let bit = known_bit(name);
+        self.remove_named(name, bit);
+        self.push_named(name, value, bit);
     }
 
     /// Appends `suffix` to the value of the first field named `k`; false when there is none.
@@ -210,9 +283,10 @@ impl Fields {
             return false;
         };
         // The field moves to the end of the buffer, keeping its place in the order.
-        let range = old.start as usize..(old.start + old.name_len + old.value_len) as usize;
-        self.bytes.extend_from_within(range);
+        let line = old.start as usize..old.start as usize + old.size() - CRLF.len();
+        self.bytes.extend_from_within(line);
         self.bytes.extend_from_slice(suffix);
+        self.bytes.extend_from_slice(CRLF);
         self.entries[i] = Entry {
             start,
             name_len: old.name_len,
@@ -286,9 +360,56 @@ mod tests {
             assert_eq!(known_bit(k.name()), k.bit());
             assert_eq!(known_bit(&k.name().to_ascii_uppercase()), k.bit());
         }
-        for other in [&b"x-type"[..], b"content-typf", b"dates", b"", b"vary2"] {
+        for other in [
+            &b"x-type"[..],
+            b"content-typf",
+            b"dates",
+            b"",
+            b"vary2",
+            b"vate",
+            b"dary",
+            // A difference in each eight-byte word the comparison reads.
+            b"dontent-type",
+            b"contant-encoding",
+            b"transfer-encodinh",
+            b"transfer/encoding",
+        ] {
             assert_eq!(known_bit(other), 0, "{other:?}");
         }
+    }
+
+    fn lines(f: &Fields, skip: Known) -> String {
+        let mut out = b"x".to_vec();
+        f.write_lines(&mut out, skip);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn lines_are_written_whole_or_one_by_one_alike() {
+        let mut f = Fields::default();
+        f.push(b"Content-Type", b"text/plain");
+        f.push(b"X-A", b"");
+        assert_eq!(
+            lines(&f, Known::Connection),
+            "xContent-Type: text/plain\r\nX-A: \r\n"
+        );
+        // Replaced and extended fields leave dead bytes behind: written line by line.
+        f.push(b"Vary", b"Cookie");
+        f.set(b"content-type", b"text/html");
+        assert!(f.extend_value(Known::Vary, b", Accept-Encoding"));
+        f.push(b"CONNECTION", b"close");
+        assert_eq!(
+            lines(&f, Known::Connection),
+            "xX-A: \r\nVary: Cookie, Accept-Encoding\r\ncontent-type: text/html\r\n"
+        );
+        assert_eq!(
+            lines(&f, Known::Date),
+            "xX-A: \r\nVary: Cookie, Accept-Encoding\r\ncontent-type: text/html\r\nCONNECTION: close\r\n"
+        );
+        f.clear();
+        f.push(b"Connection", b"close");
+        f.push(b"Server", b"s");
+        assert_eq!(lines(&f, Known::Connection), "xServer: s\r\n");
     }
 
     #[test]
