@@ -764,20 +764,26 @@ impl EventLoop {
     }
 
     fn dispatch(&mut self, idx: usize, request: Request, body: Vec<u8>) {
-        let keepalive_requests = self.rt().config.keepalive_requests;
-        // The session keeps its loop (and through it the runtime); one clone serves both.
-        let lp = self.shared.clone();
+        let lp = &self.shared;
+        let keepalive_requests = lp.rt.config.keepalive_requests;
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
         conn.requests += 1;
         conn.deadline = None;
-        lp.requests.fetch_add(1, Ordering::Relaxed);
+        // Only this thread writes the count: no atomic read-modify-write needed.
+        let served = lp.requests.load(Ordering::Relaxed);
+        lp.requests.store(served + 1, Ordering::Relaxed);
         let keep_alive = request.wants_keep_alive()
             && conn.requests < keepalive_requests
             && !(conn.read_closed && conn.rpos == conn.rbuf.len());
-        match lp.rt.routes.find(request.method(), request.path()) {
-            Match::NotFound => {
+        let found = match lp.rt.routes.find(request.method(), request.path()) {
+            Match::Found(route) => Ok((route.pool, route.handler, route.userdata)),
+            Match::WrongMethod(allow) => Err(Some(allow)),
+            Match::NotFound => Err(None),
+        };
+        match found {
+            Err(None) => {
                 self.write_simple(idx, Some(&request), 404, None, keep_alive);
                 if !keep_alive {
                     if let Some(c) = self.conn(idx) {
@@ -785,7 +791,7 @@ impl EventLoop {
                     }
                 }
             }
-            Match::WrongMethod(allow) => {
+            Err(Some(allow)) => {
                 self.write_simple(idx, Some(&request), 405, Some(allow), keep_alive);
                 if !keep_alive {
                     if let Some(c) = self.conn(idx) {
@@ -793,7 +799,7 @@ impl EventLoop {
                     }
                 }
             }
-            Match::Found(route) => {
+            Ok((pool, handler, userdata)) => {
                 let fd = conn.stream.as_raw_fd();
                 // More pipelined requests wait, or earlier responses are still batched: hold
                 // this response so the batch leaves in one send, in order.
@@ -807,7 +813,7 @@ impl EventLoop {
                     keep_alive,
                     hold,
                 };
-                let Some(session) = self.recycler.start(&lp, start) else {
+                let Some(session) = self.recycler.start(lp, start) else {
                     // The handle table is full (2^28 live sessions per shard).
                     self.write_simple(idx, None, 503, None, false);
                     if let Some(c) = self.conn(idx) {
@@ -815,18 +821,18 @@ impl EventLoop {
                     }
                     return;
                 };
-                conn.phase = Phase::Active(session.clone());
-                if route.pool {
-                    if !lp
-                        .rt
-                        .pool
-                        .submit(session.clone(), route.handler, route.userdata)
-                    {
+                conn.phase = Phase::Active(session);
+                let Phase::Active(session) = &conn.phase else {
+                    return;
+                };
+                if pool {
+                    if !lp.rt.pool.submit(session.clone(), handler, userdata) {
                         session.fail(ECANCELED);
                         session.handler_returned(crate::ffi::HTTPSRV_PENDING);
                     }
                 } else {
-                    run_handler(&session, route.handler, route.userdata);
+                    // The connection's phase holds the session while the handler runs.
+                    run_handler(session, handler, userdata);
                 }
             }
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::event_loop::LoopShared;
-use super::session::{Session, Start};
+use super::session::{Retired, Session, Start};
 use crate::http::request::Request;
 
 /// Sessions kept at most. A loop finishes most sessions before it starts the next, so a few
@@ -14,7 +14,7 @@ const MAX_SPARE_SESSIONS: usize = 16;
 
 #[derive(Default)]
 pub struct Recycler {
-    sessions: Vec<Arc<Session>>,
+    sessions: Vec<Retired>,
     /// The buffers the next request head is parsed into.
     request: Request,
 }
@@ -44,9 +44,11 @@ impl Recycler {
     }
 
     /// Keeps a finished session for reuse, if nothing else holds it and there is room.
-    pub fn recycle(&mut self, mut session: Arc<Session>) {
-        if self.sessions.len() < MAX_SPARE_SESSIONS && Session::retire(&mut session) {
-            self.sessions.push(session);
+    pub fn recycle(&mut self, session: Arc<Session>) {
+        if self.sessions.len() < MAX_SPARE_SESSIONS {
+            if let Some(retired) = Session::retire(session) {
+                self.sessions.push(retired);
+            }
         }
     }
 }

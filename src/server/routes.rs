@@ -92,6 +92,34 @@ impl Routes {
     }
 
     pub fn find(&self, method: &str, path: &str) -> Match<'_> {
+        // One pass finds the usual answer: the best-covering route for this method, or for any.
+        let mut best_score = None;
+        let (mut for_method, mut for_any) = (None, None);
+        for r in &self.routes {
+            let Some(score) = Self::score(r, path) else {
+                continue;
+            };
+            if best_score.is_none_or(|b| score > b) {
+                best_score = Some(score);
+                (for_method, for_any) = (None, None);
+            } else if best_score != Some(score) {
+                continue;
+            }
+            match r.method.as_deref() {
+                Some(m) if m == method => for_method = for_method.or(Some(r)),
+                None => for_any = for_any.or(Some(r)),
+                Some(_) => {}
+            }
+        }
+        if let Some(r) = for_method.or(for_any) {
+            return Match::Found(r);
+        }
+        self.find_fallback(method, path)
+    }
+
+    /// `find` when no route of the best pattern takes the method: HEAD served by GET, or the
+    /// methods the path has.
+    fn find_fallback(&self, method: &str, path: &str) -> Match<'_> {
         let Some(best) = self
             .routes
             .iter()
@@ -105,16 +133,9 @@ impl Routes {
                 .iter()
                 .filter(move |r| Self::score(r, path) == Some(best))
         };
-        let matches = |r: &Route, m: &str| r.method.as_deref().is_none_or(|rm| rm == m);
-        if let Some(r) = candidates()
-            .find(|r| r.method.as_deref() == Some(method))
-            .or_else(|| candidates().find(|r| r.method.is_none()))
-        {
-            return Match::Found(r);
-        }
         // A GET route also answers HEAD; the library drops the body.
         if method == "HEAD" {
-            if let Some(r) = candidates().find(|r| matches(r, "GET")) {
+            if let Some(r) = candidates().find(|r| r.method.as_deref() == Some("GET")) {
                 return Match::Found(r);
             }
         }
@@ -162,6 +183,23 @@ mod tests {
         );
         assert!(matches!(r.find("GET", "/b"), Match::NotFound));
         assert!(matches!(r.find("GET", "/files"), Match::NotFound));
+    }
+
+    #[test]
+    fn a_method_route_beats_an_any_route_of_the_same_pattern_in_any_order() {
+        let mut r = Routes::default();
+        let ud = std::ptr::null_mut();
+        r.add(None, "/p/long/*", true, h, ud).unwrap();
+        r.add(None, "/p/*", false, h, ud).unwrap();
+        r.add(Some("GET"), "/p/*", true, h, ud).unwrap();
+        r.add(Some("GET"), "/q", false, h, ud).unwrap();
+        r.add(None, "/q", true, h, ud).unwrap();
+        // The longer prefix wins even though a method route of a shorter one comes later.
+        assert!(matches!(r.find("GET", "/p/long/x"), Match::Found(x) if x.pattern == "/p/long/"));
+        assert!(matches!(r.find("GET", "/p/x"), Match::Found(x) if x.pool));
+        assert!(matches!(r.find("PUT", "/p/x"), Match::Found(x) if !x.pool));
+        assert!(matches!(r.find("GET", "/q"), Match::Found(x) if !x.pool));
+        assert!(matches!(r.find("HEAD", "/q"), Match::Found(x) if x.pool));
     }
 
     #[test]

@@ -156,9 +156,10 @@ impl State {
         }
     }
 
-    /// `State::new`, keeping the buffers of the response and the queue. Field by field (moving
-    /// whole states costs more than the rest of a request's bookkeeping); the pattern names
-    /// every field, so a new one cannot be forgotten here.
+    /// `State::new` for a retired session's state (`Session::retire` emptied the response, the
+    /// queue and the async flushes, keeping their buffers). Field by field (moving whole states
+    /// costs more than the rest of a request's bookkeeping); the pattern names every field, so
+    /// a new one cannot be forgotten here.
     fn restart(&mut self, hold: bool) {
         let State {
             response,
@@ -180,9 +181,7 @@ impl State {
             truncated,
             hold: held,
         } = self;
-        response.reset();
-        out.clear();
-        async_flushes.clear();
+        debug_assert!(response.pending_len() == 0 && out.is_empty() && async_flushes.is_empty());
         *queued_total = 0;
         *bytes_sent = 0;
         *last_progress = clock::now();
@@ -200,6 +199,10 @@ impl State {
         *held = hold;
     }
 }
+
+/// A finished session that nothing else holds, emptied by `Session::retire`: the only kind
+/// `Session::restart` takes.
+pub struct Retired(Arc<Session>);
 
 impl Session {
     /// A new session for a request, registered under a fresh handle (None when the handle table
@@ -219,10 +222,11 @@ impl Session {
         }))
     }
 
-    /// `create`, reusing a finished session of the same loop that nothing else holds any more
-    /// (see `Recycler`), with its buffers. The previous request is handed back through
-    /// `start.request`, so its buffers serve the next parse.
-    pub fn restart(mut spare: Arc<Session>, start: &mut Start) -> Option<Arc<Session>> {
+    /// `create`, reusing a retired session of the same loop (see `Recycler`), with its buffers.
+    /// The previous request is handed back through `start.request`, so its buffers serve the
+    /// next parse.
+    pub fn restart(spare: Retired, start: &mut Start) -> Option<Arc<Session>> {
+        let mut spare = spare.0;
         let me = Arc::get_mut(&mut spare)?;
         me.conn = start.conn;
         me.fd = start.fd;
@@ -249,11 +253,10 @@ impl Session {
     }
 
     /// Lets go of what a finished session should not keep while it waits to be reused: the
-    /// request body and any unusually large buffer. False when something else still holds it.
-    pub fn retire(this: &mut Arc<Session>) -> bool {
-        let Some(me) = Arc::get_mut(this) else {
-            return false;
-        };
+    /// request body, any unusually large buffer, and its response and queue (lent memory is
+    /// released now, not at the next request). None when something else still holds it.
+    pub fn retire(mut this: Arc<Session>) -> Option<Retired> {
+        let me = Arc::get_mut(&mut this)?;
         me.body = Vec::new();
         me.request.shrink(RETIRED_REQUEST_BYTES);
         let st = me.state.get_mut();
@@ -261,7 +264,7 @@ impl Session {
         st.response.shrink(RETIRED_RESPONSE_BYTES);
         st.out.clear();
         st.async_flushes.clear();
-        true
+        Some(Retired(this))
     }
 
     pub fn c_handle(&self) -> *mut httpsrv_session {
