@@ -491,12 +491,14 @@ impl EventLoop {
                     return self.on_event(idx, true, false);
                 }
                 Phase::Active(s) => {
-                    let s = s.clone();
                     match s.drive(&mut conn.direct) {
-                        Progress::Held => match self.write_direct(idx) {
-                            Some(true) => s.unhold(),
-                            _ => return,
-                        },
+                        Progress::Held => {
+                            let s = s.clone();
+                            match self.write_direct(idx) {
+                                Some(true) => s.unhold(),
+                                _ => return,
+                            }
+                        }
                         Progress::Busy => {
                             conn.deadline = s.send_deadline();
                             if let Some(d) = conn.deadline {
@@ -513,20 +515,25 @@ impl EventLoop {
                             s.lp.rt
                                 .access_log(&conn.peer, Some(&s.request), status, body_sent);
                             let close_now = reset || (stopping && conn.direct.is_empty());
-                            if keep_alive && !stopping {
-                                conn.phase = Phase::Head {
+                            let next = if keep_alive && !stopping {
+                                Phase::Head {
                                     since: clock::now(),
                                     receiving: false,
-                                };
-                                conn.release_idle_buffer(pool);
+                                }
                             } else {
                                 // Half-close and linger: closing at once would answer the
                                 // client's next bytes with a reset, which can destroy the
                                 // end of this response still in flight (RFC 9112 9.6).
-                                conn.phase = Phase::Closing { linger_until: None };
+                                Phase::Closing { linger_until: None }
+                            };
+                            let ended = std::mem::replace(&mut conn.phase, next);
+                            if matches!(conn.phase, Phase::Head { .. }) {
+                                conn.release_idle_buffer(pool);
                             }
                             // The connection let go of the session: the next request reuses it.
-                            self.recycler.recycle(s);
+                            if let Phase::Active(s) = ended {
+                                self.recycler.recycle(s);
+                            }
                             if close_now {
                                 return self.close(idx, reset);
                             }
