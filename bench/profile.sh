@@ -15,9 +15,12 @@
 #    split between the kernel, httpsrv, libc and the module, and the top symbols (self, and
 #    with children, so a syscall's whole kernel path counts for the code that made it).
 #
-# 3. strace -c (STRACE [1]): system calls per request for httpsrv and, unless PEERS=0, nginx
-#    (its worker) and the floor, under the same load: the kernel's share of the time is in
-#    these calls, and their count per request is as exact as the instruction counts.
+# 3. System calls per request (STRACE [1]) for httpsrv and, unless PEERS=0, nginx (its worker)
+#    and the floor, under the same load: the kernel's share of the time is in these calls.
+#    Counted at full speed with `perf stat` on the syscall tracepoints when perf may read them,
+#    with the server's and wrk's context switches (a client that sleeps between responses
+#    costs the server its wake-ups); else with `strace -c`, which slows the servers (the counts
+#    of sends and receives per request hold, epoll_wait's do not).
 #
 # Environment: PROFILE_SECONDS [10]  CONNS [16]  PEERS [1]  CALLGRIND [1]  PERF [auto|0]
 #   STRACE [1]  NO_BUILD=1
@@ -229,31 +232,67 @@ strace_count() {
     awk -v n="$name" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {print n, $NF, $4}' "$out" >>"$WORK/syscalls.txt"
 }
 
-if [[ ${STRACE:-1} == 1 ]] && command -v strace >/dev/null; then
+# perf stat on the syscall tracepoints of a running server, at full speed: $1 name, $2 PIDs
+# (comma-separated), $3 port. Same output as strace_count, plus the context switches of the
+# server ("context-switches") and of wrk ("client-context-switches").
+SYSCALL_EVENTS=(recvfrom sendto sendmsg writev read write epoll_wait epoll_ctl setsockopt accept4)
+perf_count() {
+    local name=$1 pids=$2 port=$3 out="$WORK/perf-stat.$1.txt" cout="$WORK/perf-stat.$1.client.txt"
+    local events=context-switches e spid wout="$WORK/wrk.$1.perf.txt" reqs
+    for e in "${SYSCALL_EVENTS[@]}"; do events+=",syscalls:sys_enter_$e"; done
+    load "$port" 1 >/dev/null
+    perf stat -x, -e "$events" -p "$pids" -o "$out" -- sleep $((PROFILE_SECONDS + 1)) &
+    spid=$!
+    STARTED_PIDS+=("$spid")
+    url_args "$port"
+    timeout $((PROFILE_SECONDS + 60)) perf stat -x, -e context-switches -o "$cout" -- \
+        taskset -c "$WRK_CPUS" wrk -t1 -c"$CONNS" -d"${PROFILE_SECONDS}s" --timeout 30s \
+        "${URL_ARGS[@]}" >"$wout" 2>&1 || die "wrk failed: $(cat "$wout")"
+    wait "$spid" 2>/dev/null || true
+    reqs=$(awk '/ requests in / {print $1}' "$wout")
+    echo "$name $reqs" >>"$WORK/syscalls.reqs"
+    awk -F, -v n="$name" '$1 ~ /^[0-9]+$/ {sub("syscalls:sys_enter_", "", $3); print n, $3, $1}' \
+        "$out" >>"$WORK/syscalls.txt"
+    awk -F, -v n="$name" '$1 ~ /^[0-9]+$/ {print n, "client-" $3, $1}' "$cout" >>"$WORK/syscalls.txt"
+}
+
+if [[ ${STRACE:-1} == 1 ]]; then
+    count=strace_count how="strace -c, $CONNS connections; strace slows the servers, the counts of sends and receives per request hold"
+    if command -v perf >/dev/null &&
+        perf stat -e syscalls:sys_enter_epoll_wait -o /dev/null -- true >/dev/null 2>&1; then
+        count=perf_count how="perf stat at full speed, $CONNS connections, ${PROFILE_SECONDS}s; context switches of the server and of wrk"
+    elif ! command -v strace >/dev/null; then
+        count=
+    fi
+fi
+if [[ -n ${count:-} ]]; then
     : >"$WORK/syscalls.txt"
     : >"$WORK/syscalls.reqs"
-    start_httpsrv strace
-    strace_count httpsrv "$SRV_PID" "$SRV_PORT"
+    start_httpsrv syscalls
+    $count httpsrv "$SRV_PID" "$SRV_PORT"
     stop_pid "$SRV_PID"
     names=(httpsrv)
     if [[ $PEERS == 1 ]]; then
         if [[ $WORKLOAD != gzip* ]]; then
-            start_floor strace
-            strace_count floor "$SRV_PID" "$SRV_PORT"
+            start_floor syscalls
+            $count floor "$SRV_PID" "$SRV_PORT"
             stop_pid "$SRV_PID"
             names+=(floor)
         fi
-        start_nginx strace
-        strace_count nginx "$(measure_pids nginx "$SRV_PID" | awk '{print $1}')" "$SRV_PORT"
+        start_nginx syscalls
+        $count nginx "$(measure_pids nginx "$SRV_PID" | awk '{print $1}')" "$SRV_PORT"
         stop_pid "$SRV_PID"
         names+=(nginx)
     fi
     echo
-    echo "### System calls per request (strace -c, $CONNS connections; strace slows the servers, the counts per request hold)"
+    echo "### System calls per request ($how)"
     echo
     awk -v names="${names[*]}" -v reqsfile="$WORK/syscalls.reqs" '
         BEGIN { while ((getline l < reqsfile) > 0) { split(l, f, " "); reqs[f[1]] = f[2] } }
-        { calls[$2, $1] = $3; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } total[$1] += $3 }
+        {
+            calls[$2, $1] = $3; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 }
+            if ($2 !~ /context-switches/) total[$1] += $3
+        }
         END {
             k = split(names, nm, " ")
             head = "| syscall"; sep = "| ---"
