@@ -33,12 +33,12 @@ impl Recycler {
     /// A session for `start`, reused when one is spare. None when the handle table is full.
     pub fn start(&mut self, lp: &Arc<LoopShared>, mut start: Start) -> Option<Arc<Session>> {
         if let Some(spare) = self.sessions.pop() {
-            if let Some(s) = Session::restart(spare, &mut start) {
-                // `start.request` now holds the spare's old request: its buffers serve the
-                // next parse.
-                self.request = start.request;
-                return Some(s);
-            }
+            let session = Session::restart(spare, &mut start);
+            // `start.request` now holds the spare's old request: its buffers serve the next
+            // parse. None means the handle table is full, and a new session would not fit
+            // either (and `start` no longer holds this request).
+            self.request = start.request;
+            return session;
         }
         Session::create(lp, start)
     }

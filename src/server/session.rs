@@ -224,7 +224,8 @@ impl Session {
 
     /// `create`, reusing a retired session of the same loop (see `Recycler`), with its buffers.
     /// The previous request is handed back through `start.request`, so its buffers serve the
-    /// next parse.
+    /// next parse. None when the handle table is full (a retired session is never shared, so
+    /// `get_mut` does not fail).
     pub fn restart(spare: Retired, start: &mut Start) -> Option<Arc<Session>> {
         let mut spare = spare.0;
         let me = Arc::get_mut(&mut spare)?;
