@@ -76,6 +76,23 @@ impl Known {
     fn bit(self) -> u8 {
         1 << self as u8
     }
+
+    /// The known name a field name (a token, any case) is, if any. The length picks the one
+    /// candidate, so a name that is none of them costs one comparison at most.
+    pub fn of(name: &[u8]) -> Option<Known> {
+        let candidate = match name.len() {
+            4 if name[0] | 0x20 == b'v' => Known::Vary,
+            4 => Known::Date,
+            6 => Known::Server,
+            10 => Known::Connection,
+            12 => Known::ContentType,
+            14 => Known::ContentLength,
+            16 => Known::ContentEncoding,
+            17 => Known::TransferEncoding,
+            _ => return None,
+        };
+        token_eq_lower(name, candidate.name()).then_some(candidate)
+    }
 }
 
 /// `name` (a token) equals `lower` (lower-case letters and '-') ignoring ASCII case. Setting
@@ -101,25 +118,6 @@ fn token_eq_lower(name: &[u8], lower: &[u8]) -> bool {
         at += 8;
     }
     word(name, n - 8) | CASE == word(lower, n - 8)
-}
-
-impl Known {
-    /// The known name a field name (a token, any case) is, if any. The length picks the one
-    /// candidate, so a name that is none of them costs one comparison at most.
-    pub fn of(name: &[u8]) -> Option<Known> {
-        let candidate = match name.len() {
-            4 if name[0] | 0x20 == b'v' => Known::Vary,
-            4 => Known::Date,
-            6 => Known::Server,
-            10 => Known::Connection,
-            12 => Known::ContentType,
-            14 => Known::ContentLength,
-            16 => Known::ContentEncoding,
-            17 => Known::TransferEncoding,
-            _ => return None,
-        };
-        token_eq_lower(name, candidate.name()).then_some(candidate)
-    }
 }
 
 /// The `Known` bit of a field name (0 for other names).
