@@ -784,64 +784,58 @@ impl EventLoop {
         let keep_alive = request.wants_keep_alive()
             && conn.requests < keepalive_requests
             && !(conn.read_closed && conn.rpos == conn.rbuf.len());
-        let found = match lp.rt.routes.find(request.method(), request.path()) {
+        // The route's handler, or the refusal: the Allow value when the path has routes.
+        let routed = match lp.rt.routes.find(request.method(), request.path()) {
             Match::Found(route) => Ok((route.pool, route.handler, route.userdata)),
             Match::WrongMethod(allow) => Err(Some(allow)),
             Match::NotFound => Err(None),
         };
-        match found {
-            Err(None) => {
-                self.write_simple(idx, Some(&request), 404, None, keep_alive);
+        let (pool, handler, userdata) = match routed {
+            Ok(route) => route,
+            Err(allow) => {
+                let status = if allow.is_some() { 405 } else { 404 };
+                self.write_simple(idx, Some(&request), status, allow, keep_alive);
                 if !keep_alive {
                     if let Some(c) = self.conn(idx) {
                         c.phase = Phase::Closing { linger_until: None };
                     }
                 }
+                return;
             }
-            Err(Some(allow)) => {
-                self.write_simple(idx, Some(&request), 405, Some(allow), keep_alive);
-                if !keep_alive {
-                    if let Some(c) = self.conn(idx) {
-                        c.phase = Phase::Closing { linger_until: None };
-                    }
-                }
+        };
+        let fd = conn.stream.as_raw_fd();
+        // More pipelined requests wait, or earlier responses are still batched: hold this
+        // response so the batch leaves in one send, in order.
+        let hold = conn.rpos < conn.rbuf.len() || !conn.direct.is_empty();
+        let start = Start {
+            conn: conn.key,
+            fd,
+            request,
+            body,
+            peer: conn.peer,
+            keep_alive,
+            hold,
+        };
+        let Some(session) = self.recycler.start(lp, start) else {
+            // The handle table is full (2^28 live sessions per shard).
+            self.write_simple(idx, None, 503, None, false);
+            if let Some(c) = self.conn(idx) {
+                c.phase = Phase::Closing { linger_until: None };
             }
-            Ok((pool, handler, userdata)) => {
-                let fd = conn.stream.as_raw_fd();
-                // More pipelined requests wait, or earlier responses are still batched: hold
-                // this response so the batch leaves in one send, in order.
-                let hold = conn.rpos < conn.rbuf.len() || !conn.direct.is_empty();
-                let start = Start {
-                    conn: conn.key,
-                    fd,
-                    request,
-                    body,
-                    peer: conn.peer,
-                    keep_alive,
-                    hold,
-                };
-                let Some(session) = self.recycler.start(lp, start) else {
-                    // The handle table is full (2^28 live sessions per shard).
-                    self.write_simple(idx, None, 503, None, false);
-                    if let Some(c) = self.conn(idx) {
-                        c.phase = Phase::Closing { linger_until: None };
-                    }
-                    return;
-                };
-                conn.phase = Phase::Active(session);
-                let Phase::Active(session) = &conn.phase else {
-                    return;
-                };
-                if pool {
-                    if !lp.rt.pool.submit(session.clone(), handler, userdata) {
-                        session.fail(ECANCELED);
-                        session.handler_returned(crate::ffi::HTTPSRV_PENDING);
-                    }
-                } else {
-                    // The connection's phase holds the session while the handler runs.
-                    run_handler(session, handler, userdata);
-                }
+            return;
+        };
+        conn.phase = Phase::Active(session);
+        let Phase::Active(session) = &conn.phase else {
+            return;
+        };
+        if pool {
+            if !lp.rt.pool.submit(session.clone(), handler, userdata) {
+                session.fail(ECANCELED);
+                session.handler_returned(crate::ffi::HTTPSRV_PENDING);
             }
+        } else {
+            // The connection's phase holds the session while the handler runs.
+            run_handler(session, handler, userdata);
         }
     }
 
