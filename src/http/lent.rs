@@ -4,7 +4,7 @@
 //! A release callback is module code, so it must never run while the library holds a lock (it
 //! may call back into the library). Dropping a `Lent` therefore only notes the release on the
 //! current thread; `run_releases` runs the noted ones at points where no lock is held: the end
-//! of every C call, of every loop iteration, and of every handler run.
+//! of every C call, of every loop iteration, and of every pool job.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;

@@ -22,7 +22,7 @@ use crate::ffi::{
     httpsrv_close_fn, httpsrv_done_fn, httpsrv_session, httpsrv_task_fn, HTTPSRV_DONE,
     HTTPSRV_PENDING,
 };
-use crate::http::lent::{self, Lent};
+use crate::http::lent::Lent;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
 use crate::http::response::{accepted_coding, Context, Response};
@@ -680,5 +680,4 @@ pub fn run_handler(session: &Arc<Session>, handler: super::routes::HandlerFn, ud
     let rc = unsafe { handler(session.c_handle(), ud) };
     RUNNING.with(|r| r.set(outer));
     session.handler_returned(rc);
-    lent::run_releases();
 }
