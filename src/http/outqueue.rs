@@ -71,24 +71,17 @@ impl OutQueue {
     /// Queues `data[start..]`. Into an empty queue, or when large, the buffer goes as it is
     /// (`start` skipped as already written); a small piece behind others is copied into the
     /// gathering buffer, and the buffer is handed back for reuse.
-    pub fn push_from(&mut self, mut data: Vec<u8>, start: usize) -> Option<Vec<u8>> {
+    pub fn push_from(&mut self, data: Vec<u8>, start: usize) -> Option<Vec<u8>> {
         let start = start.min(data.len());
         let n = data.len() - start;
         if n == 0 {
             return Some(data);
         }
-        if self.is_empty() {
-            self.clear();
-            self.front_offset = start;
-        } else if n <= SMALL {
+        if !self.is_empty() && n <= SMALL {
             self.push_copy(&data[start..]);
             return Some(data);
-        } else if start > 0 {
-            data.drain(..start);
         }
-        self.len += n;
-        self.segments.push_back(Segment::Owned(data));
-        self.back_is_small = false;
+        self.push_whole(Segment::Owned(data), start);
         None
     }
 
@@ -101,11 +94,21 @@ impl OutQueue {
             self.push_copy(lent.bytes());
             return;
         }
+        self.push_whole(Segment::Lent(lent), 0);
+    }
+
+    /// Queues a segment as it is, behind the others; its first `start` bytes are not sent.
+    fn push_whole(&mut self, mut seg: Segment, start: usize) {
+        let n = seg.len() - start;
         if self.is_empty() {
             self.clear();
+            self.front_offset = start;
+        } else if start > 0 {
+            // Only the front segment has an offset.
+            seg.skip(start);
         }
-        self.len += lent.len();
-        self.segments.push_back(Segment::Lent(lent));
+        self.len += n;
+        self.segments.push_back(seg);
         self.back_is_small = false;
     }
 
@@ -337,6 +340,22 @@ mod tests {
         let mut got = Vec::new();
         b.read_to_end(&mut got).unwrap();
         assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn a_buffer_queued_from_an_offset_sends_only_what_follows_it() {
+        let mut q = OutQueue::default();
+        let big: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
+        // Into an empty queue: the offset is the front's.
+        assert!(q.push_from(big.clone(), 10).is_none());
+        // Behind others: large, queued as it is from the offset; small, copied from it.
+        assert!(q.push_from(big.clone(), 7).is_none());
+        assert!(q.push_from(big.clone(), 5990).is_some());
+        let mut expect = big[10..].to_vec();
+        expect.extend_from_slice(&big[7..]);
+        expect.extend_from_slice(&big[5990..]);
+        assert_eq!(q.len(), expect.len());
+        assert_eq!(q.contents(), expect);
     }
 
     #[test]
