@@ -167,10 +167,12 @@ impl Fields {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -200,6 +202,7 @@ impl Fields {
     }
 
     /// Every field as (name, value), in order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.entries
             .iter()
@@ -238,6 +241,11 @@ impl Fields {
     /// Removes every field named `name`; returns how many there were.
     pub fn remove_all(&mut self, name: &[u8]) -> usize {
         self.remove_named(name, known_bit(name))
+    }
+
+    /// `remove_all` for a known name.
+    pub fn remove_known(&mut self, k: Known) {
+        self.remove_named(k.name(), k.bit());
     }
 
     /// `remove_all`, given `name`'s known bit.

@@ -462,7 +462,7 @@ impl Response {
             self.add_vary();
         }
         if let Some(coding) = coding {
-            self.fields.remove_all(Known::ContentLength.name());
+            self.fields.remove_known(Known::ContentLength);
             self.declared_length = None;
             self.fields
                 .push(b"Content-Encoding", coding.token().as_bytes());
@@ -484,7 +484,7 @@ impl Response {
                 .push(b"Content-Length", len.to_string().as_bytes());
         }
         if status < 200 || status == 204 {
-            self.fields.remove_all(Known::ContentLength.name());
+            self.fields.remove_known(Known::ContentLength);
             self.declared_length = None;
         }
         self.framing = if no_body {

@@ -10,10 +10,8 @@ thread_local! {
 }
 
 /// Loop thread: reads the clock for the iteration that starts.
-pub fn tick() -> Instant {
-    let now = Instant::now();
-    LOOP_NOW.with(|c| c.set(Some(now)));
-    now
+pub fn tick() {
+    LOOP_NOW.with(|c| c.set(Some(Instant::now())));
 }
 
 /// The current iteration's time on a loop thread; the clock anywhere else.
