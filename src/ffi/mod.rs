@@ -83,7 +83,16 @@ fn report_panic(function: &str, payload: Box<dyn Any + Send>) {
 }
 
 /// Runs the releases of lent memory that the call made due (no lock is held any more).
+#[inline]
 fn release_lent_memory() {
+    // Almost every call has nothing to release: decide that without the unwinding frame.
+    if crate::http::lent::releases_due() {
+        run_lent_releases();
+    }
+}
+
+#[inline(never)]
+fn run_lent_releases() {
     if catch_unwind(crate::http::lent::run_releases).is_err() {
         crate::server::log::global_error("panic while releasing lent memory");
     }

@@ -90,6 +90,12 @@ thread_local! {
     static DUE: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether a release is noted on this thread: the one load every C call makes, inlined.
+#[inline]
+pub fn releases_due() -> bool {
+    DUE.with(Cell::get)
+}
+
 /// Runs the releases noted on this thread. Call only where no library lock is held.
 pub fn run_releases() {
     if !DUE.with(|d| d.replace(false)) {
