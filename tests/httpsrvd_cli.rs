@@ -1,6 +1,8 @@
 //! Drives the `httpsrvd` binary: flags, exit codes, the listening line, one real request and a
 //! clean stop on SIGTERM. Every wait is bounded, and a guard kills the child if a test fails.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -433,6 +435,43 @@ fn stats_counts_requests() {
     assert!(
         stat(&after, "bytes_sent") > stat(&before, "bytes_sent"),
         "bytes_sent did not grow: {before:?} -> {after:?}"
+    );
+}
+
+#[test]
+fn stats_count_every_byte_sent_by_loop_and_pool_threads() {
+    let module = common::test_module();
+    let module = module.to_str().expect("module path is UTF-8");
+    let (_child, port) = start_server(&[
+        "--set",
+        "threads=1",
+        "--module",
+        module,
+        "--stats",
+        "/stats",
+    ]);
+    let first = get(port, "/stats", "");
+    assert_eq!(first.status, 200, "{}", first.head);
+    let before = stat(&parse_stats(&first.body), "bytes_sent");
+    // Written on the loop thread (the stats answer above, a small and a streamed response)
+    // and from a pool thread by blocking flushes.
+    let mut expected = first.raw_len as u64;
+    for target in [
+        "/t/hello",
+        "/t/stream",
+        "/t/pool/stream?n=5&size=3000",
+        "/t/pool/hello",
+    ] {
+        let r = get(port, target, "");
+        assert_eq!(r.status, 200, "{target}: {}", r.head);
+        expected += r.raw_len as u64;
+    }
+    let last = get(port, "/stats", "");
+    let after = stat(&parse_stats(&last.body), "bytes_sent");
+    assert_eq!(
+        after - before,
+        expected,
+        "bytes_sent grew by other than the bytes the client received"
     );
 }
 

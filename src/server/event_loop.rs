@@ -77,9 +77,12 @@ struct Inbox {
 pub struct LoopShared {
     pub id: usize,
     pub rt: Arc<Runtime>,
-    /// Counters for `httpsrv_server_stats`.
+    /// Counters for `httpsrv_server_stats`. `requests` and `sent_by_loop` have one writer, the
+    /// loop thread, so a load and a store count them: no read-modify-write per request or send.
     pub requests: AtomicU64,
-    pub bytes_sent: AtomicU64,
+    sent_by_loop: AtomicU64,
+    /// Bytes written by other threads (a blocking flush sends from its own thread).
+    sent_elsewhere: AtomicU64,
     /// Deflate states reused by this loop's compressed responses.
     pub compressors: CompressorPool,
     inbox: Mutex<Inbox>,
@@ -89,6 +92,22 @@ pub struct LoopShared {
 impl LoopShared {
     pub fn is_current(&self) -> bool {
         CURRENT_LOOP.with(|c| c.get()) == self.id
+    }
+
+    /// Counts bytes handed to the kernel for this loop's connections, from any thread.
+    pub fn count_sent(&self, n: usize) {
+        if self.is_current() {
+            let before = self.sent_by_loop.load(Ordering::Relaxed);
+            self.sent_by_loop
+                .store(before + n as u64, Ordering::Relaxed);
+        } else {
+            self.sent_elsewhere.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes handed to the kernel since the loop started.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent_by_loop.load(Ordering::Relaxed) + self.sent_elsewhere.load(Ordering::Relaxed)
     }
 
     /// Queues a command for the loop; false once the loop has exited.
@@ -145,7 +164,8 @@ impl EventLoop {
                 id,
                 rt,
                 requests: AtomicU64::new(0),
-                bytes_sent: AtomicU64::new(0),
+                sent_by_loop: AtomicU64::new(0),
+                sent_elsewhere: AtomicU64::new(0),
                 compressors: CompressorPool::default(),
                 inbox: Mutex::new(Inbox::default()),
                 waker,
@@ -435,9 +455,7 @@ impl EventLoop {
             Ok(n) => {
                 if n > 0 {
                     conn.direct_progress = clock::now();
-                    self.shared
-                        .bytes_sent
-                        .fetch_add(n as u64, Ordering::Relaxed);
+                    self.shared.count_sent(n);
                 }
                 if conn.direct.is_empty() {
                     return Some(true);

@@ -275,7 +275,7 @@ impl Server {
         let mut bytes = 0;
         for (lp, _) in &running.loops {
             requests += lp.requests.load(Ordering::Relaxed);
-            bytes += lp.bytes_sent.load(Ordering::Relaxed);
+            bytes += lp.bytes_sent();
         }
         (requests, running.rt.open_connections() as u64, bytes)
     }

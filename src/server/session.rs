@@ -348,9 +348,7 @@ impl Session {
             Ok(0) => {}
             Ok(n) => {
                 st.bytes_sent += n as u64;
-                self.lp
-                    .bytes_sent
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                self.lp.count_sent(n);
                 st.last_progress = clock::now();
                 if st.blocking_waiters > 0 {
                     self.cond.notify_all();
