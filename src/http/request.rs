@@ -95,7 +95,7 @@ struct Field {
 /// `parse_head_into` fills.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    /// method\0target\0path\0query\0 then name\0value\0 per field.
+    /// The head as received, each string's delimiter overwritten by a NUL (see `Builder`).
     data: Vec<u8>,
     fields: Vec<Field>,
     method: Span,
@@ -498,20 +498,22 @@ pub fn parse_head_into(
     }
 
     // Offsets are u32; a head this large was refused by any sane limit already.
-    let capacity = head_end + target.len() + 5 + 2 * t.fields.len();
+    let capacity = t.len + target.len() + 8;
     if u32::try_from(capacity).is_err() {
         return Err(HttpError::new(431, "request head too large"));
     }
 
-    let mut data = std::mem::take(&mut req.data);
-    data.clear();
-    data.reserve(capacity);
-    let mut b = Builder { data };
-    let method_span = b.push(method);
-    let target_span = b.push(target);
     let (path, query) = split_target(method, target)?;
-    let path_span = b.push(path);
-    let query_span = b.push(query);
+    let mut b = Builder::new(std::mem::take(&mut req.data), &input[..t.len], capacity);
+    let method_span = b.span(method);
+    // A path that ends at a '?' would end inside the target: then the target gets a copy.
+    let target_span = if target.as_ptr_range().contains(&path.as_ptr_range().end) {
+        b.copy(target)
+    } else {
+        b.span(target)
+    };
+    let path_span = b.span(path);
+    let query_span = b.span(query);
 
     let mut fields = std::mem::take(&mut req.fields);
     fields.clear();
@@ -555,8 +557,8 @@ pub fn parse_head_into(
         }
 
         fields.push(Field {
-            name: b.push(name),
-            value: b.push(value),
+            name: b.span(name),
+            value: b.span(value),
         });
     }
 
@@ -610,14 +612,50 @@ pub fn parse_head_into(
     Ok(Some(head_end))
 }
 
-struct Builder {
+/// Builds `Request::data` as nginx keeps a request: the head copied whole, and each string
+/// ended with a NUL written over the delimiter that follows it in the head (SP, HTAB, CR, LF,
+/// ':' or '?', which belong to no string). A string that does not sit in the head that way
+/// (an empty or made-up one, or one whose end another string needs) is copied after the head.
+struct Builder<'a> {
     data: Vec<u8>,
+    head: &'a [u8],
 }
 
-impl Builder {
-    /// Appends `s` and a NUL. The capacity reserved up front covers every push, so this never
-    /// reallocates, and it fits in u32 (checked by the caller).
-    fn push(&mut self, s: &[u8]) -> Span {
+impl<'a> Builder<'a> {
+    /// `data` is reused; `capacity` covers the head and the copies a target needs, and fits in u32 (checked by the caller). Spans are offsets, so a copy beyond that
+    /// (not expected) only costs a reallocation.
+    fn new(mut data: Vec<u8>, head: &'a [u8], capacity: usize) -> Builder<'a> {
+        data.clear();
+        data.reserve(capacity);
+        data.extend_from_slice(head);
+        Builder { data, head }
+    }
+
+    /// The span of `s`, a slice of the head if it is one that can end in place.
+    #[inline]
+    fn span(&mut self, s: &[u8]) -> Span {
+        let off = (s.as_ptr() as usize).wrapping_sub(self.head.as_ptr() as usize);
+        let end = off.wrapping_add(s.len());
+        // Inside the head (a slice from elsewhere wraps around or ends past it)...
+        if off <= end && end < self.head.len() {
+            // ...and followed by a delimiter, or by the NUL of a string it ends with (a path
+            // that is the whole target). An empty string ends in place as well as any.
+            if let Some(b @ (0 | b' ' | b'\t' | b'\r' | b'\n' | b':' | b'?')) =
+                self.data.get_mut(end)
+            {
+                *b = 0;
+                return Span {
+                    off: off as u32,
+                    len: s.len() as u32,
+                };
+            }
+        }
+        self.copy(s)
+    }
+
+    /// Appends `s` and a NUL after the head.
+    #[cold]
+    fn copy(&mut self, s: &[u8]) -> Span {
         let off = self.data.len() as u32;
         self.data.extend_from_slice(s);
         self.data.push(0);
@@ -663,7 +701,8 @@ fn split_target<'a>(method: &[u8], target: &'a [u8]) -> Result<(&'a [u8], &'a [u
     fn path_query(s: &[u8]) -> (&[u8], &[u8]) {
         match find_byte(s, b'?') {
             Some(q) => (&s[..q], &s[q + 1..]),
-            None => (s, b""),
+            // The empty query is a slice of the target too, so it ends in place (`Builder`).
+            None => (s, &s[s.len()..]),
         }
     }
 
@@ -1302,6 +1341,56 @@ mod tests {
 
         let req = parse_ok(b"GET /p HTTP/1.0\r\n\r\n");
         assert_eq!(s(req.query_c()), b"");
+    }
+
+    /// Every C string ends where its Rust string ends, whichever strings end in the head and
+    /// which are copied after it, and ending one never cuts another short.
+    #[test]
+    fn c_strings_match_every_string_of_every_form() {
+        let heads: [&[u8]; 13] = [
+            b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+            b"GET /p?q HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /p? HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /p?a=1?b=:2 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h:1/p?q=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: h\nA:\nB: x \t\nC:\t y:z?w \n\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nE:\r\nF:   \r\nG: \xe9t\xe9\r\n\r\n",
+            b"\r\nGET /a HTTP/1.0\r\nX:1\r\n\r\n",
+            b"GET /%3F?%3F HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+        ];
+        let c = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
+        for head in heads {
+            let req = parse_ok(head);
+            let what = String::from_utf8_lossy(head);
+            assert_eq!(c(req.method_c()), req.method().as_bytes(), "{what}");
+            assert_eq!(c(req.target_c()), req.target().as_bytes(), "{what}");
+            assert_eq!(c(req.path_c()), req.path().as_bytes(), "{what}");
+            assert_eq!(c(req.query_c()), req.query().as_bytes(), "{what}");
+            assert!(req.header_count() > 0, "{what}");
+            for i in 0..req.header_count() {
+                let (name, value) = req.header_at(i).unwrap();
+                let (name_c, value_c) = req.header_at_c(i).unwrap();
+                assert_eq!(
+                    (c(name_c), c(value_c)),
+                    (name.to_vec(), value.to_vec()),
+                    "{what}"
+                );
+            }
+        }
+        let req = parse_ok(heads[3]);
+        assert_eq!((req.path(), req.query()), ("/p", "a=1?b=:2"));
+        let req = parse_ok(heads[6]);
+        assert_eq!(
+            (req.target(), req.path(), req.query()),
+            ("http://h?q", "/", "q")
+        );
+        let req = parse_ok(heads[9]);
+        assert_eq!(req.header(b"b"), Some(&b"x"[..]));
+        assert_eq!(req.header(b"c"), Some(&b"y:z?w"[..]));
     }
 
     #[test]
