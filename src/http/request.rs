@@ -615,15 +615,16 @@ pub fn parse_head_into(
 /// Builds `Request::data` as nginx keeps a request: the head copied whole, and each string
 /// ended with a NUL written over the delimiter that follows it in the head (SP, HTAB, CR, LF,
 /// ':' or '?', which belong to no string). A string that does not sit in the head that way
-/// (an empty or made-up one, or one whose end another string needs) is copied after the head.
+/// (a made-up one, or one whose end another string needs) is copied after the head.
 struct Builder<'a> {
     data: Vec<u8>,
     head: &'a [u8],
 }
 
 impl<'a> Builder<'a> {
-    /// `data` is reused; `capacity` covers the head and the copies a target needs, and fits in u32 (checked by the caller). Spans are offsets, so a copy beyond that
-    /// (not expected) only costs a reallocation.
+    /// `data` is reused; `capacity` covers the head and the copies a target needs, and fits in
+    /// u32 (checked by the caller). Spans are offsets, so a copy beyond that (not expected)
+    /// only costs a reallocation.
     fn new(mut data: Vec<u8>, head: &'a [u8], capacity: usize) -> Builder<'a> {
         data.clear();
         data.reserve(capacity);
