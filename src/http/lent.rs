@@ -102,14 +102,22 @@ pub fn run_releases() {
         return;
     }
     loop {
-        let due = RELEASES.with(|r| std::mem::take(&mut *r.borrow_mut()));
+        // Taken out, as a release may drop more lent memory (it may call the library).
+        let mut due = RELEASES.with(|r| std::mem::take(&mut *r.borrow_mut()));
         if due.is_empty() {
             return;
         }
-        for (release, userdata) in due {
+        for (release, userdata) in due.drain(..) {
             // SAFETY: the module gave this callback and userdata to be called once, here.
             unsafe { release(userdata as *mut c_void) };
         }
+        // Back for the next release, so lending allocates nothing per response.
+        RELEASES.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.is_empty() {
+                *r = due;
+            }
+        });
     }
 }
 
