@@ -83,11 +83,11 @@ impl Pending {
         self.pieces.is_empty().then(|| &self.buf[self.room..])
     }
 
-    /// Uses `spare` as the copy buffer if there is none.
-    pub fn reuse_buffer(&mut self, mut spare: Vec<u8>) {
+    /// Takes a copy buffer from `spare` if there is none.
+    pub fn reuse_buffer(&mut self, spare: impl FnOnce() -> Vec<u8>) {
         if self.buf.capacity() == 0 {
-            spare.clear();
-            self.buf = spare;
+            self.buf = spare();
+            self.buf.clear();
         }
     }
 
@@ -98,32 +98,72 @@ impl Pending {
         }
     }
 
-    /// The copy buffer, for reuse (lent pieces are released).
-    pub fn into_buffer(self) -> Vec<u8> {
-        self.buf
-    }
-
-    /// Queues the bytes, as a chunk when `chunk` gives its size line and end. Returns the copy
-    /// buffer when its bytes were copied (for reuse).
-    pub fn queue(mut self, chunk: Option<(&[u8], &[u8])>, out: &mut OutQueue) -> Option<Vec<u8>> {
+    /// Queues the bytes, as a chunk when `chunk` gives its size line and end, and leaves this
+    /// empty for the next bytes with its buffers: the piece list, and the copy buffer when the
+    /// queue copied the bytes instead of taking the buffer.
+    pub fn queue(&mut self, chunk: Option<(&[u8], &[u8])>, out: &mut OutQueue) {
+        let mut buf = std::mem::take(&mut self.buf);
+        let room = std::mem::replace(&mut self.room, 0);
+        self.pieces_len = 0;
         if let Some((line, end)) = chunk {
-            if self.pieces.is_empty() && out.is_empty() && self.room >= line.len() {
+            if self.pieces.is_empty() && out.is_empty() && room >= line.len() {
                 // In place: the size line goes into the room before the data, the chunk
                 // leaves as one buffer, and its bytes are copied nowhere.
-                let start = self.room - line.len();
-                self.buf[start..self.room].copy_from_slice(line);
-                self.buf.extend_from_slice(end);
-                return out.push_from(self.buf, start);
+                let start = room - line.len();
+                buf[start..room].copy_from_slice(line);
+                buf.extend_from_slice(end);
+                self.keep(out.push_from(buf, start));
+                return;
             }
             out.push_copy(line);
         }
-        for piece in self.pieces {
+        for piece in self.pieces.drain(..) {
             out.push_segment(piece);
         }
-        let spare = out.push_from(self.buf, self.room);
+        self.keep(out.push_from(buf, room));
         if let Some((_, end)) = chunk {
             out.push_copy(end);
         }
-        spare
+    }
+
+    /// Keeps a copy buffer the queue handed back, emptied.
+    fn keep(&mut self, spare: Option<Vec<u8>>) {
+        if let Some(mut spare) = spare {
+            spare.clear();
+            self.buf = spare;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lent(bytes: &'static [u8]) -> Lent {
+        // SAFETY: static bytes stay readable; no release.
+        unsafe { Lent::new(bytes.as_ptr(), bytes.len(), None, std::ptr::null_mut()) }
+    }
+
+    /// A flush leaves its buffers to the next bytes: the piece list always, the copy buffer
+    /// when the queue copied it. So a response that lends or copies every time allocates
+    /// nothing per flush once it has served one.
+    #[test]
+    fn queue_hands_back_its_buffers_for_the_next_bytes() {
+        let mut out = OutQueue::default();
+        let mut p = Pending::default();
+        p.copy(b"head ", false);
+        p.lend(lent(b"lent"));
+        p.copy(b" tail", false);
+        p.queue(None, &mut out);
+        assert_eq!(out.contents(), b"head lent tail");
+        assert_eq!(p.len(), 0);
+        assert!(p.pieces.is_empty() && p.pieces.capacity() >= 2);
+
+        // Behind queued output a small piece is copied, and its buffer comes back, empty.
+        p.copy(b"more", true);
+        p.queue(Some((b"4\r\n", b"\r\n")), &mut out);
+        assert_eq!(out.contents(), b"head lent tail4\r\nmore\r\n");
+        assert!(p.buf.is_empty() && p.buf.capacity() > 0);
+        assert_eq!((p.len(), p.room), (0, 0));
     }
 }

@@ -384,17 +384,16 @@ impl Response {
         if !self.head_sent && !last && cx.version == 10 && cx.http10_buffering {
             return Ok(false);
         }
-        let mut body = std::mem::take(&mut self.pending);
         if !self.head_sent {
             if cx.is_head {
                 // The head filter needs the bytes whole (a HEAD's compressed length).
-                body.flatten();
+                self.pending.flatten();
             }
-            self.decide(last, body.len(), body.flat_bytes().unwrap_or_default(), cx);
+            self.decide(last, cx);
         }
         if let Some(c) = self.compressor.as_mut() {
-            body.flatten();
-            let input = body.flat_bytes().unwrap_or_default();
+            self.pending.flatten();
+            let input = self.pending.flat_bytes().unwrap_or_default();
             let mut z = Vec::with_capacity(input.len() / 2 + 64);
             c.compress(input, last, &mut z);
             if c.failed() {
@@ -404,7 +403,7 @@ impl Response {
                 self.truncate();
                 return Err(EIO);
             }
-            body = Pending::from_vec(z);
+            self.pending = Pending::from_vec(z);
             if last {
                 if let Some(c) = self.compressor.take() {
                     cx.compressors.give(c);
@@ -413,26 +412,25 @@ impl Response {
         }
         if !self.head_sent {
             if self.framing == Framing::Length(u64::MAX) {
-                self.framing = Framing::Length(body.len() as u64);
+                self.framing = Framing::Length(self.pending.len() as u64);
             }
             self.head_len = out.push_with(|h| self.write_head(cx, h));
             self.head_sent = true;
         }
-        // The next appends reuse a buffer instead of growing a new one: the body's own when it
-        // was copied, else the one the queue has finished sending.
-        let spare = self
-            .frame_body(body, last, out)
-            .unwrap_or_else(|| out.take_spare());
-        self.pending.reuse_buffer(spare);
+        self.frame_body(last, out);
+        // The next appends reuse the buffers instead of growing new ones: the piece list, and
+        // the copy buffer when the queue copied it, else the one the queue finished sending.
+        self.pending.reuse_buffer(|| out.take_spare());
         if last {
             self.finished = true;
         }
         Ok(true)
     }
 
-    /// The head filter: compression, framing and persistence, decided once. `len` is the body
-    /// so far; `body` holds all of it for a HEAD request.
-    fn decide(&mut self, last: bool, len: usize, body: &[u8], cx: &Context) {
+    /// The head filter: compression, framing and persistence, decided once, from the body so
+    /// far (`pending`, whole for a HEAD request).
+    fn decide(&mut self, last: bool, cx: &Context) {
+        let len = self.pending.len();
         let status = self.status;
         let bodiless_status = status < 200 || status == 204 || status == 304;
         let no_body = cx.is_head || bodiless_status;
@@ -470,6 +468,7 @@ impl Response {
             if cx.is_head {
                 // HEAD carries the fields GET would: the compressed length, when known.
                 if last {
+                    let body = self.pending.flat_bytes().unwrap_or_default();
                     let mut z = Vec::with_capacity(body.len() / 2 + 64);
                     compressor.compress(body, true, &mut z);
                     self.fields
@@ -563,26 +562,26 @@ impl Response {
         h.extend_from_slice(b"\r\n");
     }
 
-    /// The chunk filter (and its Content-Length and close-delimited siblings). Returns the
-    /// body's copy buffer when its bytes were copied, for reuse.
-    fn frame_body(&mut self, body: Pending, last: bool, out: &mut OutQueue) -> Option<Vec<u8>> {
-        let len = body.len();
-        let spare = match self.framing {
-            Framing::NoBody => return Some(body.into_buffer()),
+    /// The chunk filter (and its Content-Length and close-delimited siblings): queues the
+    /// pending bytes and leaves `pending` empty, with its buffers (see `Pending::queue`).
+    fn frame_body(&mut self, last: bool, out: &mut OutQueue) {
+        let len = self.pending.len();
+        match self.framing {
+            Framing::NoBody => return self.pending.clear(),
             Framing::Chunked if len == 0 => {
                 if last {
                     out.push_copy(b"0\r\n\r\n");
                 }
-                return Some(body.into_buffer());
+                return self.pending.clear();
             }
             Framing::Chunked => {
                 let mut line = [0u8; 20];
                 let line = chunk_size_line(len, &mut line);
                 let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
-                body.queue(Some((line, end)), out)
+                self.pending.queue(Some((line, end)), out)
             }
-            Framing::Length(_) | Framing::Close => body.queue(None, out),
-        };
+            Framing::Length(_) | Framing::Close => self.pending.queue(None, out),
+        }
         if let Framing::Length(owed) = self.framing {
             let n = (len as u64).min(owed);
             self.framing = Framing::Length(owed - n);
@@ -591,7 +590,6 @@ impl Response {
                 self.must_close = true;
             }
         }
-        spare
     }
 }
 
