@@ -91,10 +91,14 @@ impl Pending {
         }
     }
 
-    /// Drops a copy buffer larger than `max` bytes.
+    /// Drops a copy buffer or piece list larger than `max` bytes (a flush of many lent pieces
+    /// leaves a long list behind).
     pub fn shrink(&mut self, max: usize) {
         if self.buf.capacity() > max {
             self.buf = Vec::new();
+        }
+        if self.pieces.capacity() * size_of::<Segment>() > max {
+            self.pieces = Vec::new();
         }
     }
 
@@ -165,5 +169,14 @@ mod tests {
         assert_eq!(out.contents(), b"head lent tail4\r\nmore\r\n");
         assert!(p.buf.is_empty() && p.buf.capacity() > 0);
         assert_eq!((p.len(), p.room), (0, 0));
+
+        // What a session keeps while it waits for reuse stays bounded.
+        for _ in 0..1000 {
+            p.lend(lent(b"x"));
+        }
+        p.queue(None, &mut out);
+        assert!(p.pieces.capacity() * size_of::<Segment>() > 4096);
+        p.shrink(4096);
+        assert_eq!(p.pieces.capacity(), 0);
     }
 }
