@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -1268,4 +1269,31 @@ fn large_bodies_sent_at_once_are_read_whole() {
     let r = c.read_response(false);
     assert_eq!(r.status, 200);
     assert!(r.body == body, "echoed chunked body differs");
+}
+
+/// A burst of keep-alive connections spreads evenly over the loops: every loop is woken for a
+/// new connection and the first to accept took the whole queue, so a client opening its pool
+/// could find all of it on one loop while the others idled.
+#[test]
+fn a_burst_of_connections_spreads_over_the_loops() {
+    for round in 0..3 {
+        // A fresh server each time: closed connections leave its count when it notices them.
+        let srv = HostBuilder::new().set("threads", "2").start();
+        // All connected before any request, as a client opens its pool.
+        let mut conns: Vec<Conn> = (0..8).map(|_| Conn::open(srv.port())).collect();
+        let mut per_loop: HashMap<String, usize> = HashMap::new();
+        for c in &mut conns {
+            c.send_str(&get_req("/t/thread"));
+            let r = c.read_response(false);
+            assert_eq!(r.status, 200, "{}", r.head_text());
+            *per_loop.entry(r.text()).or_default() += 1;
+        }
+        let mut counts: Vec<usize> = per_loop.values().copied().collect();
+        counts.sort_unstable();
+        assert_eq!(
+            counts,
+            [4, 4],
+            "round {round}: 8 connections over 2 loops: {per_loop:?}"
+        );
+    }
 }

@@ -6,8 +6,8 @@ use std::ffi::c_void;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -65,7 +65,16 @@ pub enum Command {
     },
     /// Stop accepting, close idle connections, end the rest at the deadline.
     Stop { grace: Duration },
+    /// Serve a connection another loop of the server accepted (see `EventLoop::accept`).
+    Adopt {
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+    },
 }
+
+/// The loops of one server, filled once all have started: a loop that accepts a connection
+/// hands it to the one that holds the fewest.
+pub type Siblings = Arc<OnceLock<Vec<Arc<LoopShared>>>>;
 
 #[derive(Default)]
 struct Inbox {
@@ -83,6 +92,8 @@ pub struct LoopShared {
     sent_by_loop: AtomicU64,
     /// Bytes written by other threads (a blocking flush sends from its own thread).
     sent_elsewhere: AtomicU64,
+    /// Connections this loop holds, or has been handed and not yet adopted.
+    connections: AtomicUsize,
     /// Deflate states reused by this loop's compressed responses.
     pub compressors: CompressorPool,
     inbox: Mutex<Inbox>,
@@ -140,6 +151,7 @@ pub struct EventLoop {
     deferred: Vec<ConnKey>,
     /// Finished sessions and head buffers for the next requests.
     recycler: Recycler,
+    siblings: Siblings,
 }
 
 impl EventLoop {
@@ -147,6 +159,7 @@ impl EventLoop {
         id: usize,
         rt: Arc<Runtime>,
         listeners: Vec<std::net::TcpListener>,
+        siblings: Siblings,
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -166,6 +179,7 @@ impl EventLoop {
                 requests: AtomicU64::new(0),
                 sent_by_loop: AtomicU64::new(0),
                 sent_elsewhere: AtomicU64::new(0),
+                connections: AtomicUsize::new(0),
                 compressors: CompressorPool::default(),
                 inbox: Mutex::new(Inbox::default()),
                 waker,
@@ -179,6 +193,7 @@ impl EventLoop {
             buffers: Vec::new(),
             deferred: Vec::new(),
             recycler: Recycler::default(),
+            siblings,
         })
     }
 
@@ -284,8 +299,40 @@ impl EventLoop {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            self.add_conn(stream, peer);
+            // Every loop is woken for a new connection and the first to accept takes the whole
+            // queue, so a burst (a client opening its pool) could land on one loop. The loop
+            // holding the fewest gets it; it counts from now, so a burst spreads evenly.
+            let target = self.fewest_connections();
+            target.connections.fetch_add(1, Ordering::Relaxed);
+            if target.id == self.shared.id {
+                self.add_conn(stream, peer);
+            } else if !target.send(Command::Adopt {
+                stream: stream.into(),
+                peer,
+            }) {
+                // That loop has exited (the server stops): the connection is closed.
+                target.connections.fetch_sub(1, Ordering::Relaxed);
+                self.rt().release_connection();
+            }
         }
+    }
+
+    /// A connection of this loop's is gone (or was never taken).
+    fn release_connection(&self) {
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        self.rt().release_connection();
+    }
+
+    /// The loop of this server that holds the fewest connections; this one on a tie.
+    fn fewest_connections(&self) -> Arc<LoopShared> {
+        let count = |lp: &LoopShared| lp.connections.load(Ordering::Relaxed);
+        let mut best = &self.shared;
+        for lp in self.siblings.get().into_iter().flatten() {
+            if count(lp) < count(best) {
+                best = lp;
+            }
+        }
+        best.clone()
     }
 
     fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
@@ -305,7 +352,7 @@ impl EventLoop {
                 .is_err()
         {
             self.free.push(idx);
-            self.rt().release_connection();
+            self.release_connection();
             return;
         }
         self.serial = self.serial.wrapping_add(1);
@@ -387,7 +434,7 @@ impl EventLoop {
         }
         drop(conn);
         self.free.push(idx);
-        self.rt().release_connection();
+        self.release_connection();
     }
 
     /// `peer_done`: the client closed or reset (the end may sit behind data already there).
@@ -878,6 +925,14 @@ impl EventLoop {
                     }
                 }
                 Command::Stop { grace } => self.begin_stop(grace),
+                Command::Adopt { stream, peer } => {
+                    if self.stop_deadline.is_some() {
+                        // Stopping: no new connections (this one closes as it drops).
+                        self.release_connection();
+                    } else {
+                        self.add_conn(TcpStream::from_std(stream), peer);
+                    }
+                }
             }
         }
     }
@@ -980,15 +1035,19 @@ impl EventLoop {
             self.close_ending(idx, false, ECANCELED);
         }
         for cmd in leftover {
-            if let Command::Post {
-                handle,
-                task,
-                userdata,
-                ..
-            } = cmd
-            {
-                // The session has ended; its handle is held until the task ran.
-                run_task(handle, task, userdata);
+            match cmd {
+                Command::Post {
+                    handle,
+                    task,
+                    userdata,
+                    ..
+                } => {
+                    // The session has ended; its handle is held until the task ran.
+                    run_task(handle, task, userdata);
+                }
+                // Handed over too late: closed.
+                Command::Adopt { .. } => self.release_connection(),
+                Command::Wake(_) | Command::Stop { .. } => {}
             }
         }
     }

@@ -27,7 +27,7 @@ use parking_lot::Mutex;
 use crate::errors::{self, EBUSY, EDEADLK, EINVAL};
 use crate::ffi::{httpsrv_log_fn, httpsrv_server};
 use config::Config;
-use event_loop::{Command, EventLoop, LoopShared};
+use event_loop::{Command, EventLoop, LoopShared, Siblings};
 use log::Logger;
 use module::Module;
 use routes::{HandlerFn, Routes};
@@ -194,6 +194,7 @@ impl Server {
         if let Err(e) = rt.pool.start(pool_threads) {
             return Err(fail(running, e));
         }
+        let siblings = Siblings::default();
         for i in 0..rt.config.threads {
             let mut listeners = Vec::new();
             for l in &inner.listeners {
@@ -203,7 +204,7 @@ impl Server {
                 }
             }
             let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
-            let lp = match EventLoop::new(id, rt.clone(), listeners) {
+            let lp = match EventLoop::new(id, rt.clone(), listeners, siblings.clone()) {
                 Ok(lp) => lp,
                 Err(e) => return Err(fail(running, e)),
             };
@@ -216,6 +217,8 @@ impl Server {
                 Err(e) => return Err(fail(running, e)),
             }
         }
+        // From now on a loop hands a new connection to the one holding the fewest.
+        let _ = siblings.set(running.loops.iter().map(|(lp, _)| lp.clone()).collect());
         inner.started = true;
         inner.running = Some(running);
         Ok(())

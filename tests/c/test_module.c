@@ -368,6 +368,16 @@ static int h_hello(httpsrv_session *s, void *ud)
     return HTTPSRV_DONE;
 }
 
+/* /t/thread: which thread runs the handler (a loop thread for inline routes) */
+static int h_thread(httpsrv_session *s, void *ud)
+{
+    (void)ud;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lu\n", (unsigned long)pthread_self());
+    append_str(s, buf);
+    return HTTPSRV_DONE;
+}
+
 /* /t/stream?n=N&size=S[&empty=1][&done=1][&log=1] */
 static int h_stream(httpsrv_session *s, void *ud)
 {
@@ -1532,6 +1542,7 @@ int httpsrv_module_init(httpsrv_server *srv, const char *args)
     g_srv = srv;
 
     ROUTE(NULL, "/t/hello", 0, h_hello, NULL);
+    ROUTE(NULL, "/t/thread", 0, h_thread, NULL);
     ROUTE(NULL, "/t/stream", 0, h_stream, NULL);
     ROUTE(NULL, "/t/length", 0, h_length, NULL);
     ROUTE(NULL, "/t/status", 0, h_status, NULL);
