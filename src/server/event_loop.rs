@@ -116,6 +116,12 @@ impl LoopShared {
         }
     }
 
+    /// A connection this loop held, or was handed, is gone (or was never taken).
+    fn release_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+        self.rt.release_connection();
+    }
+
     /// Bytes handed to the kernel since the loop started.
     pub fn bytes_sent(&self) -> u64 {
         self.sent_by_loop.load(Ordering::Relaxed) + self.sent_elsewhere.load(Ordering::Relaxed)
@@ -311,16 +317,9 @@ impl EventLoop {
                 peer,
             }) {
                 // That loop has exited (the server stops): the connection is closed.
-                target.connections.fetch_sub(1, Ordering::Relaxed);
-                self.rt().release_connection();
+                target.release_connection();
             }
         }
-    }
-
-    /// A connection of this loop's is gone (or was never taken).
-    fn release_connection(&self) {
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-        self.rt().release_connection();
     }
 
     /// The loop of this server that holds the fewest connections; this one on a tie.
@@ -352,7 +351,7 @@ impl EventLoop {
                 .is_err()
         {
             self.free.push(idx);
-            self.release_connection();
+            self.shared.release_connection();
             return;
         }
         self.serial = self.serial.wrapping_add(1);
@@ -434,7 +433,7 @@ impl EventLoop {
         }
         drop(conn);
         self.free.push(idx);
-        self.release_connection();
+        self.shared.release_connection();
     }
 
     /// `peer_done`: the client closed or reset (the end may sit behind data already there).
@@ -928,7 +927,7 @@ impl EventLoop {
                 Command::Adopt { stream, peer } => {
                     if self.stop_deadline.is_some() {
                         // Stopping: no new connections (this one closes as it drops).
-                        self.release_connection();
+                        self.shared.release_connection();
                     } else {
                         self.add_conn(TcpStream::from_std(stream), peer);
                     }
@@ -1046,7 +1045,7 @@ impl EventLoop {
                     run_task(handle, task, userdata);
                 }
                 // Handed over too late: closed.
-                Command::Adopt { .. } => self.release_connection(),
+                Command::Adopt { .. } => self.shared.release_connection(),
                 Command::Wake(_) | Command::Stop { .. } => {}
             }
         }
