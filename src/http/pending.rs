@@ -116,7 +116,8 @@ impl Pending {
                 let start = room - line.len();
                 buf[start..room].copy_from_slice(line);
                 buf.extend_from_slice(end);
-                self.keep(out.push_from(buf, start));
+                let spare = out.push_from(buf, start).unwrap_or_default();
+                self.reuse_buffer(|| spare);
                 return;
             }
             out.push_copy(line);
@@ -124,17 +125,10 @@ impl Pending {
         for piece in self.pieces.drain(..) {
             out.push_segment(piece);
         }
-        self.keep(out.push_from(buf, room));
+        let spare = out.push_from(buf, room).unwrap_or_default();
+        self.reuse_buffer(|| spare);
         if let Some((_, end)) = chunk {
             out.push_copy(end);
-        }
-    }
-
-    /// Keeps a copy buffer the queue handed back, emptied.
-    fn keep(&mut self, spare: Option<Vec<u8>>) {
-        if let Some(mut spare) = spare {
-            spare.clear();
-            self.buf = spare;
         }
     }
 }
