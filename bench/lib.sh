@@ -256,15 +256,16 @@ measure_pids() {
     fi
 }
 
-# utime + stime in clock ticks, summed over the PIDs given.
+# "utime stime" in clock ticks, each summed over the PIDs given.
 cpu_ticks() {
-    local total=0 pid rest
+    local user=0 kernel=0 pid rest
     for pid in "$@"; do
         rest=$(sed 's/^.*) //' "/proc/$pid/stat") || die "process $pid is gone"
         # after "pid (comm) ": state is field 1, utime 12, stime 13
-        total=$((total + $(awk '{print $12 + $13}' <<<"$rest")))
+        read -r u k < <(awk '{print $12, $13}' <<<"$rest")
+        user=$((user + u)) kernel=$((kernel + k))
     done
-    echo "$total"
+    echo "$user $kernel"
 }
 
 # VmRSS in KiB, summed over the PIDs given.

@@ -16,7 +16,9 @@
 # What it measures, per workload and server, in rounds that alternate between the servers
 # (the order rotates each round): requests per second (wrk's count over wrk's time) and
 # server CPU time per request: utime + stime from /proc/PID/stat (nginx: its workers) read
-# just before and just after each wrk run, divided by the requests wrk completed. Servers
+# just before and just after each wrk run, divided by the requests wrk completed; the stime
+# part is printed too ("of which kernel"): it differs between servers that make the same
+# system calls, with how often each sleeps and wakes. Servers
 # run pinned to CPU 0 (THREADS=2: CPUs 0,1), wrk to CPU 1 (THREADS=2: 0,1, two wrk threads).
 # Every body is checked byte for byte before it is measured.
 set -euo pipefail
@@ -150,28 +152,29 @@ verify() {
     printf '%s\t%s\t%s\n' "$w" "$s" "$sizes" >>"$WORK/wire.tsv"
 }
 
-# One wrk run; appends "workload server round requests seconds cpu_ticks errors" to
-# $WORK/rounds.tsv.
+# One wrk run; appends "workload server round requests seconds cpu_ticks errors kernel_ticks"
+# to $WORK/rounds.tsv (cpu_ticks: user + kernel).
 measure() {
     local w=$1 s=$2 round=$3 port=${PORTS[$2]} pids out
     pids=$(measure_pids "$s" "${PIDS[$s]}")
     wrk_args "$w" "$port"
     out="$WORK/wrk.$w.$s.$round.txt"
-    local t0 t1
+    local u0 k0 u1 k1
     # shellcheck disable=SC2086
-    t0=$(cpu_ticks $pids)
+    read -r u0 k0 < <(cpu_ticks $pids)
     timeout $((DURATION + 30)) taskset -c "$WRK_CPUS" wrk -d"${DURATION}s" "${WRK_ARGS[@]}" >"$out" 2>&1 ||
         die "wrk failed against $s ($w): $(cat "$out")"
     # shellcheck disable=SC2086
-    t1=$(cpu_ticks $pids)
+    read -r u1 k1 < <(cpu_ticks $pids)
     local reqs secs errors
     reqs=$(awk '/ requests in / {print $1}' "$out")
     secs=$(awk '/ requests in / {sub(/s,$/, "", $4); print $4}' "$out")
     errors=$(awk '/Non-2xx/ {e += $NF} /Socket errors/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} END {print e + 0}' "$out")
     [[ -n $reqs && -n $secs ]] || die "cannot read wrk's output: $(cat "$out")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$round" "$reqs" "$secs" $((t1 - t0)) "$errors" >>"$WORK/rounds.tsv"
-    awk -v r="$reqs" -v t="$secs" -v c=$((t1 - t0)) -v hz="$CLK_TCK" -v w="$w" -v s="$s" -v n="$round" -v e="$errors" \
-        'BEGIN {printf "  %-10s %-8s round %d: %9.0f req/s %8.2f us CPU/req%s\n", w, s, n, r / t, c * 1e6 / hz / r, (e > 0 ? "  (" e " errors)" : "")}' >&2
+    local ticks=$((u1 - u0 + k1 - k0)) kernel=$((k1 - k0))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$round" "$reqs" "$secs" "$ticks" "$errors" "$kernel" >>"$WORK/rounds.tsv"
+    awk -v r="$reqs" -v t="$secs" -v c="$ticks" -v k="$kernel" -v hz="$CLK_TCK" -v w="$w" -v s="$s" -v n="$round" -v e="$errors" \
+        'BEGIN {printf "  %-10s %-8s round %d: %9.0f req/s %8.2f us CPU/req (kernel %.2f)%s\n", w, s, n, r / t, c * 1e6 / hz / r, k * 1e6 / hz / r, (e > 0 ? "  (" e " errors)" : "")}' >&2
 }
 
 declare -A PIDS PORTS
@@ -333,18 +336,19 @@ if [[ -s $WORK/rounds.tsv ]]; then
         if (!(key in rps)) { order[++nk] = key; if (!($1 in seenw)) { seenw[$1] = 1; wl[++nw] = $1 } }
         rps[key] = rps[key] " " ($4 / $5)
         cpu[key] = cpu[key] " " ($6 * 1e6 / hz / $4)
+        kern[key] = kern[key] " " ($8 * 1e6 / hz / $4)
         rr[$1 "/" $2 "/" $3] = $4 / $5
         rc[$1 "/" $2 "/" $3] = $6 * 1e6 / hz / $4
         err[key] += $7
         if ($3 > nr) nr = $3
     }
     END {
-        print "| workload | server | req/s | CPU us/req | bytes/response | errors |"
-        print "| --- | --- | ---: | ---: | ---: | ---: |"
+        print "| workload | server | req/s | CPU us/req | of which kernel | bytes/response | errors |"
+        print "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
         for (i = 1; i <= nk; i++) {
             k = order[i]; split(k, p, "/")
             mr[k] = median(rps[k]); mc[k] = median(cpu[k])
-            printf "| %s | %s | %.0f (%.0f..%.0f) | %.2f (%.2f..%.2f) | %s | %d |\n", p[1], p[2], mr[k], lo(rps[k]), hi(rps[k]), mc[k], lo(cpu[k]), hi(cpu[k]), (k in size) ? size[k] : "", err[k]
+            printf "| %s | %s | %.0f (%.0f..%.0f) | %.2f (%.2f..%.2f) | %.2f | %s | %d |\n", p[1], p[2], mr[k], lo(rps[k]), hi(rps[k]), mc[k], lo(cpu[k]), hi(cpu[k]), median(kern[k]), (k in size) ? size[k] : "", err[k]
         }
         print ""
         print "### httpsrv against each peer (req/s: ours / theirs; CPU: theirs / ours; > 1 favours httpsrv)"
@@ -439,7 +443,7 @@ fi
 
 if [[ -s $WORK/rounds.tsv ]]; then
     echo
-    echo "### Raw rounds (workload, server, round, requests, seconds, CPU ticks at ${CLK_TCK} Hz, errors)"
+    echo "### Raw rounds (workload, server, round, requests, seconds, CPU ticks at ${CLK_TCK} Hz, errors, of which kernel ticks)"
     echo
     echo '```'
     cat "$WORK/rounds.tsv"
