@@ -258,7 +258,7 @@ measure_pids() {
 
 # "utime stime" in clock ticks, each summed over the PIDs given.
 cpu_ticks() {
-    local user=0 kernel=0 pid rest
+    local user=0 kernel=0 pid rest u k
     for pid in "$@"; do
         rest=$(sed 's/^.*) //' "/proc/$pid/stat") || die "process $pid is gone"
         # after "pid (comm) ": state is field 1, utime 12, stime 13
