@@ -83,14 +83,6 @@ impl Pending {
         self.pieces.is_empty().then(|| &self.buf[self.room..])
     }
 
-    /// Takes a copy buffer from `spare` if there is none.
-    pub fn reuse_buffer(&mut self, spare: impl FnOnce() -> Vec<u8>) {
-        if self.buf.capacity() == 0 {
-            self.buf = spare();
-            self.buf.clear();
-        }
-    }
-
     /// Drops a copy buffer or piece list larger than `max` bytes (a flush of many lent pieces
     /// leaves a long list behind).
     pub fn shrink(&mut self, max: usize) {
@@ -103,8 +95,8 @@ impl Pending {
     }
 
     /// Queues the bytes, as a chunk when `chunk` gives its size line and end, and leaves this
-    /// empty for the next bytes with its buffers: the piece list, and the copy buffer when the
-    /// queue copied the bytes instead of taking the buffer.
+    /// empty for the next bytes with its buffers: the piece list, and a copy buffer (see
+    /// `keep_buffer`).
     pub fn queue(&mut self, chunk: Option<(&[u8], &[u8])>, out: &mut OutQueue) {
         let mut buf = std::mem::take(&mut self.buf);
         let room = std::mem::replace(&mut self.room, 0);
@@ -116,20 +108,30 @@ impl Pending {
                 let start = room - line.len();
                 buf[start..room].copy_from_slice(line);
                 buf.extend_from_slice(end);
-                let spare = out.push_from(buf, start).unwrap_or_default();
-                self.reuse_buffer(|| spare);
-                return;
+                let copied = out.push_from(buf, start);
+                return self.keep_buffer(copied, out);
             }
             out.push_copy(line);
         }
         for piece in self.pieces.drain(..) {
             out.push_segment(piece);
         }
-        let spare = out.push_from(buf, room).unwrap_or_default();
-        self.reuse_buffer(|| spare);
+        let copied = out.push_from(buf, room);
         if let Some((_, end)) = chunk {
             out.push_copy(end);
         }
+        self.keep_buffer(copied, out);
+    }
+
+    /// The copy buffer for the next bytes: the queued one when the queue copied its bytes and
+    /// handed it back, else one the queue has finished sending. Called once the flush's bytes
+    /// are all queued, as the last of them may gather into that spare.
+    fn keep_buffer(&mut self, copied: Option<Vec<u8>>, out: &mut OutQueue) {
+        self.buf = match copied {
+            Some(b) if b.capacity() > 0 => b,
+            _ => out.take_spare(),
+        };
+        self.buf.clear();
     }
 }
 

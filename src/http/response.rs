@@ -417,10 +417,8 @@ impl Response {
             self.head_len = out.push_with(|h| self.write_head(cx, h));
             self.head_sent = true;
         }
+        // The next appends reuse the buffers the queue leaves in `pending`.
         self.frame_body(last, out);
-        // The next appends reuse the buffers instead of growing new ones: the piece list, and
-        // the copy buffer when the queue copied it, else the one the queue finished sending.
-        self.pending.reuse_buffer(|| out.take_spare());
         if last {
             self.finished = true;
         }
