@@ -215,6 +215,11 @@ impl Fields {
         self.push_named(name, value, known_bit(name));
     }
 
+    /// `push` for a name known to be `k`.
+    pub fn push_known(&mut self, k: Known, name: &[u8], value: &[u8]) {
+        self.push_named(name, value, k.bit());
+    }
+
     /// `push`, given `name`'s known bit.
     fn push_named(&mut self, name: &[u8], value: &[u8], bit: u8) {
         let (Ok(start), Ok(name_len), Ok(value_len)) = (
@@ -224,6 +229,9 @@ impl Fields {
         ) else {
             return;
         };
+        // One capacity check for the line instead of one per piece.
+        self.bytes
+            .reserve(name.len() + value.len() + SEPARATOR.len() + CRLF.len());
         self.bytes.extend_from_slice(name);
         self.bytes.extend_from_slice(SEPARATOR);
         self.bytes.extend_from_slice(value);
@@ -269,9 +277,11 @@ impl Fields {
         before - self.entries.len()
     }
 
-    /// Replaces every field named `name` with one.
-    pub fn set(&mut self, name: &[u8], value: &[u8]) {
-        let bit = known_bit(name);
+    /// Replaces every field named `name` with one; `known` is `Known::of(name)`, which the
+    /// caller has already worked out.
+    pub fn set(&mut self, name: &[u8], value: &[u8], known: Option<Known>) {
+        debug_assert_eq!(known, Known::of(name));
+        let bit = known.map_or(0, Known::bit);
         self.remove_named(name, bit);
         self.push_named(name, value, bit);
     }
@@ -339,7 +349,7 @@ mod tests {
         f.push(b"Set-Cookie", b"a=1");
         f.push(b"X-A", b"1");
         f.push(b"set-cookie", b"b=2");
-        f.set(b"Set-Cookie", b"c=3");
+        f.set(b"Set-Cookie", b"c=3", None);
         assert_eq!(
             all(&f),
             [
@@ -401,7 +411,7 @@ mod tests {
         );
         // Replaced and extended fields leave dead bytes behind: written line by line.
         f.push(b"Vary", b"Cookie");
-        f.set(b"content-type", b"text/html");
+        f.set(b"content-type", b"text/html", Some(Known::ContentType));
         assert!(f.extend_value(Known::Vary, b", Accept-Encoding"));
         f.push(b"CONNECTION", b"close");
         assert_eq!(
@@ -439,7 +449,7 @@ mod tests {
         let mut f = Fields::default();
         f.push(b"Server", b"me");
         for i in 0..100_000 {
-            f.set(b"Date", format!("{i}").as_bytes());
+            f.set(b"Date", format!("{i}").as_bytes(), Some(Known::Date));
             f.extend_value(Known::Server, b"");
         }
         assert!(f.bytes.len() <= f.live + SLACK, "{} bytes", f.bytes.len());
