@@ -18,7 +18,9 @@
 # server CPU time per request: utime + stime from /proc/PID/stat (nginx: its workers) read
 # just before and just after each wrk run, divided by the requests wrk completed; the stime
 # part is printed too ("of which kernel"): it differs between servers that make the same
-# system calls, with how often each sleeps and wakes. Servers
+# system calls, with how often each sleeps and wakes. "wrk busy" is wrk's own CPU time over
+# the time and CPUs it had: near 100%, the client sets the pace, and requests per second
+# cannot tell the servers apart (only their CPU per request can). Servers
 # run pinned to CPU 0 (THREADS=2: CPUs 0,1), wrk to CPU 1 (THREADS=2: 0,1, two wrk threads).
 # Every body is checked byte for byte before it is measured.
 set -euo pipefail
@@ -55,9 +57,9 @@ LAT_STREAMS=${LAT_STREAMS:-1000}
 LAT_SECONDS=${LAT_SECONDS:-5}
 LAT_PERIOD_MS=${LAT_PERIOD_MS:-100}
 if [[ $THREADS == 1 ]]; then
-    SERVER_CPUS=0 WRK_CPUS=1 WRK_THREADS=1
+    SERVER_CPUS=0 WRK_CPUS=1 WRK_THREADS=1 WRK_NCPUS=1
 else
-    SERVER_CPUS=0-$((THREADS - 1)) WRK_CPUS=0-$((THREADS - 1)) WRK_THREADS=$THREADS
+    SERVER_CPUS=0-$((THREADS - 1)) WRK_CPUS=0-$((THREADS - 1)) WRK_THREADS=$THREADS WRK_NCPUS=$THREADS
 fi
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -152,8 +154,23 @@ verify() {
     printf '%s\t%s\t%s\n' "$w" "$s" "$sizes" >>"$WORK/wire.tsv"
 }
 
-# One wrk run; appends "workload server round requests seconds cpu_ticks errors kernel_ticks"
-# to $WORK/rounds.tsv (cpu_ticks: user + kernel).
+# The CPU time of this shell's finished children, written by the `times` builtin (no
+# subshell, so it sees this shell's children): around a wrk run, the difference is wrk's.
+children_times() {
+    times >"$1"
+}
+
+# Milliseconds of children CPU (user + sys) in a file written by children_times.
+children_ms() {
+    awk 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60000 + p[2] * 1000 }
+        printf "%d\n", t
+    }' "$1"
+}
+
+# One wrk run; appends "workload server round requests seconds cpu_ticks errors kernel_ticks
+# wrk_cpu_ms" to $WORK/rounds.tsv (cpu_ticks: user + kernel).
 measure() {
     local w=$1 s=$2 round=$3 port=${PORTS[$2]} pids out
     pids=$(measure_pids "$s" "${PIDS[$s]}")
@@ -162,8 +179,10 @@ measure() {
     local u0 k0 u1 k1
     # shellcheck disable=SC2086
     read -r u0 k0 < <(cpu_ticks $pids)
+    children_times "$WORK/times.0"
     timeout $((DURATION + 30)) taskset -c "$WRK_CPUS" wrk -d"${DURATION}s" "${WRK_ARGS[@]}" >"$out" 2>&1 ||
         die "wrk failed against $s ($w): $(cat "$out")"
+    children_times "$WORK/times.1"
     # shellcheck disable=SC2086
     read -r u1 k1 < <(cpu_ticks $pids)
     local reqs secs errors
@@ -172,9 +191,11 @@ measure() {
     errors=$(awk '/Non-2xx/ {e += $NF} /Socket errors/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} END {print e + 0}' "$out")
     [[ -n $reqs && -n $secs ]] || die "cannot read wrk's output: $(cat "$out")"
     local ticks=$((u1 - u0 + k1 - k0)) kernel=$((k1 - k0))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$round" "$reqs" "$secs" "$ticks" "$errors" "$kernel" >>"$WORK/rounds.tsv"
-    awk -v r="$reqs" -v t="$secs" -v c="$ticks" -v k="$kernel" -v hz="$CLK_TCK" -v w="$w" -v s="$s" -v n="$round" -v e="$errors" \
-        'BEGIN {printf "  %-10s %-8s round %d: %9.0f req/s %8.2f us CPU/req (kernel %.2f)%s\n", w, s, n, r / t, c * 1e6 / hz / r, k * 1e6 / hz / r, (e > 0 ? "  (" e " errors)" : "")}' >&2
+    local wrk_ms
+    wrk_ms=$(($(children_ms "$WORK/times.1") - $(children_ms "$WORK/times.0")))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$round" "$reqs" "$secs" "$ticks" "$errors" "$kernel" "$wrk_ms" >>"$WORK/rounds.tsv"
+    awk -v r="$reqs" -v t="$secs" -v c="$ticks" -v k="$kernel" -v hz="$CLK_TCK" -v w="$w" -v s="$s" -v n="$round" -v e="$errors" -v wm="$wrk_ms" -v wc="$WRK_NCPUS" \
+        'BEGIN {printf "  %-10s %-8s round %d: %9.0f req/s %8.2f us CPU/req (kernel %.2f), wrk busy %.0f%%%s\n", w, s, n, r / t, c * 1e6 / hz / r, k * 1e6 / hz / r, wm / 10 / t / wc, (e > 0 ? "  (" e " errors)" : "")}' >&2
 }
 
 declare -A PIDS PORTS
@@ -320,7 +341,7 @@ if [[ -s $WORK/rounds.tsv ]]; then
     echo
     echo "### Throughput and CPU per request (median of $ROUNDS rounds; min..max in brackets)"
     echo
-    awk -F'\t' -v hz="$CLK_TCK" -v wire="$WORK/wire.tsv" '
+    awk -F'\t' -v hz="$CLK_TCK" -v wire="$WORK/wire.tsv" -v wc="$WRK_NCPUS" '
     function median(list,    a, n, i, j, t) {
         n = split(list, a, " ")
         for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
@@ -337,18 +358,19 @@ if [[ -s $WORK/rounds.tsv ]]; then
         rps[key] = rps[key] " " ($4 / $5)
         cpu[key] = cpu[key] " " ($6 * 1e6 / hz / $4)
         kern[key] = kern[key] " " ($8 * 1e6 / hz / $4)
+        busy[key] = busy[key] " " ($9 / 10 / $5 / wc)
         rr[$1 "/" $2 "/" $3] = $4 / $5
         rc[$1 "/" $2 "/" $3] = $6 * 1e6 / hz / $4
         err[key] += $7
         if ($3 > nr) nr = $3
     }
     END {
-        print "| workload | server | req/s | CPU us/req | of which kernel | bytes/response | errors |"
-        print "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+        print "| workload | server | req/s | CPU us/req | of which kernel | wrk busy | bytes/response | errors |"
+        print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         for (i = 1; i <= nk; i++) {
             k = order[i]; split(k, p, "/")
             mr[k] = median(rps[k]); mc[k] = median(cpu[k])
-            printf "| %s | %s | %.0f (%.0f..%.0f) | %.2f (%.2f..%.2f) | %.2f | %s | %d |\n", p[1], p[2], mr[k], lo(rps[k]), hi(rps[k]), mc[k], lo(cpu[k]), hi(cpu[k]), median(kern[k]), (k in size) ? size[k] : "", err[k]
+            printf "| %s | %s | %.0f (%.0f..%.0f) | %.2f (%.2f..%.2f) | %.2f | %.0f%% | %s | %d |\n", p[1], p[2], mr[k], lo(rps[k]), hi(rps[k]), mc[k], lo(cpu[k]), hi(cpu[k]), median(kern[k]), median(busy[k]), (k in size) ? size[k] : "", err[k]
         }
         print ""
         print "### httpsrv against each peer (req/s: ours / theirs; CPU: theirs / ours; > 1 favours httpsrv)"
@@ -443,7 +465,7 @@ fi
 
 if [[ -s $WORK/rounds.tsv ]]; then
     echo
-    echo "### Raw rounds (workload, server, round, requests, seconds, CPU ticks at ${CLK_TCK} Hz, errors, of which kernel ticks)"
+    echo "### Raw rounds (workload, server, round, requests, seconds, CPU ticks at ${CLK_TCK} Hz, errors, of which kernel ticks, wrk CPU ms)"
     echo
     echo '```'
     cat "$WORK/rounds.tsv"
