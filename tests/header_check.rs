@@ -57,6 +57,50 @@ fn every_function_is_documented() {
     }
 }
 
+/// Sections of `API.md`'s Part 2 (its `## ` headings) whose issue is resolved: from then on the
+/// header must declare their functions as it declares Part 1's. This list only grows.
+const RESOLVED_PART2_SECTIONS: &[&str] = &[];
+
+/// The `httpsrv_*` functions a piece of the contract names (a name followed by `(`), in order,
+/// without the module entry points (a module defines those, the library does not).
+fn contract_functions(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, _) in text.match_indices("httpsrv_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let followed_by_paren = text[i + name.len()..].starts_with('(');
+        if followed_by_paren && !name.starts_with("httpsrv_module_") && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Part 1 of the contract (all of it when there is no Part 2 heading), and Part 2's sections
+/// as (heading, text).
+fn split_contract(api: &str) -> (&str, Vec<(&str, &str)>) {
+    let Some(at) = api.find("\n# Part 2") else {
+        return (api, Vec::new());
+    };
+    let (part1, part2) = api.split_at(at + 1);
+    let mut sections = Vec::new();
+    let mut starts: Vec<usize> = part2.match_indices("\n## ").map(|(i, _)| i + 1).collect();
+    starts.push(part2.len());
+    for pair in starts.windows(2) {
+        let text = &part2[pair[0]..pair[1]];
+        let heading = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("## ")
+            .trim();
+        sections.push((heading, text));
+    }
+    (part1, sections)
+}
+
 #[test]
 fn header_declares_the_whole_contract() {
     let api = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/API.md");
@@ -68,18 +112,21 @@ fn header_declares_the_whole_contract() {
         .into_iter()
         .map(|d| d.0)
         .collect();
-    let mut missing = Vec::new();
-    for (i, _) in api.match_indices("httpsrv_") {
-        let name: String = api[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        let followed_by_paren = api[i + name.len()..].starts_with('(');
-        if followed_by_paren && !name.starts_with("httpsrv_module_") && !declared.contains(&name) {
-            missing.push(name);
-        }
+    let (part1, part2) = split_contract(&api);
+    let mut required = contract_functions(part1);
+    assert!(
+        required.len() >= 39,
+        "Part 1 of API.md names only {} functions: is the Part 2 heading misplaced?",
+        required.len()
+    );
+    for wanted in RESOLVED_PART2_SECTIONS {
+        let section = part2.iter().find(|(heading, _)| heading == wanted);
+        let Some((_, text)) = section else {
+            panic!("API.md's Part 2 has no section '{wanted}'");
+        };
+        required.extend(contract_functions(text));
     }
-    missing.dedup();
+    let missing: Vec<&String> = required.iter().filter(|f| !declared.contains(f)).collect();
     assert!(missing.is_empty(), "header lacks: {missing:?}");
     for constant in [
         "HTTPSRV_ABI_VERSION",
