@@ -13,7 +13,7 @@ fn string_getter(
     get: impl FnOnce(&crate::http::request::Request) -> *const c_char,
 ) -> *const c_char {
     boundary_value(name, std::ptr::null(), || match session_of(sess) {
-        Ok(s) => get(&s.request),
+        Ok(s) => get(s.request()),
         Err(_) => std::ptr::null(),
     })
 }
@@ -46,7 +46,7 @@ pub extern "C" fn httpsrv_request_query(sess: *mut httpsrv_session) -> *const c_
 #[no_mangle]
 pub extern "C" fn httpsrv_request_version(sess: *mut httpsrv_session) -> c_int {
     boundary_value("httpsrv_request_version", -1, || match session_of(sess) {
-        Ok(s) => c_int::from(s.request.version()),
+        Ok(s) => c_int::from(s.request().version()),
         Err(_) => -1,
     })
 }
@@ -74,7 +74,7 @@ pub extern "C" fn httpsrv_request_header_count(sess: *mut httpsrv_session) -> us
         "httpsrv_request_header_count",
         usize::MAX,
         || match session_of(sess) {
-            Ok(s) => s.request.header_count(),
+            Ok(s) => s.request().header_count(),
             Err(_) => usize::MAX,
         },
     )
@@ -97,7 +97,7 @@ pub unsafe extern "C" fn httpsrv_request_header_at(
             return Err(EINVAL);
         }
         let s = session_of(sess)?;
-        let (n, v) = s.request.header_at_c(index).ok_or(ENOENT)?;
+        let (n, v) = s.request().header_at_c(index).ok_or(ENOENT)?;
         *name = n;
         *value = v;
         Ok(())
@@ -120,12 +120,12 @@ pub unsafe extern "C" fn httpsrv_request_body(
             return std::ptr::null();
         };
         if !len.is_null() {
-            *len = s.body.len();
+            *len = s.body().len();
         }
-        if s.body.is_empty() {
+        if s.body().is_empty() {
             std::ptr::null()
         } else {
-            s.body.as_ptr() as *const c_void
+            s.body().as_ptr() as *const c_void
         }
     })
 }
@@ -148,7 +148,7 @@ pub unsafe extern "C" fn httpsrv_request_peer(
         }
         let s = session_of(sess)?;
         let mut text = Vec::with_capacity(48);
-        let _ = write!(text, "{}", s.peer);
+        let _ = write!(text, "{}", s.peer());
         if text.len() + 1 > cap {
             return Err(ENOBUFS);
         }

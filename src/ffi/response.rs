@@ -31,8 +31,7 @@ pub unsafe extern "C" fn httpsrv_response_status_set(
         } else {
             Some(c_bytes(reason)?)
         };
-        let mut st = s.check_live()?;
-        st.response.set_status(status, reason)
+        s.edit_response(|r| r.set_status(status, reason))
     })
 }
 
@@ -52,8 +51,7 @@ pub unsafe extern "C" fn httpsrv_response_header_set(
     boundary("httpsrv_response_header_set", || {
         let s = session_of(sess)?;
         let (name, value) = (c_bytes(name)?, c_bytes(value)?);
-        let mut st = s.check_live()?;
-        st.response.set_header(name, value)
+        s.edit_response(|r| r.set_header(name, value))
     })
 }
 
@@ -71,8 +69,7 @@ pub unsafe extern "C" fn httpsrv_response_header_add(
     boundary("httpsrv_response_header_add", || {
         let s = session_of(sess)?;
         let (name, value) = (c_bytes(name)?, c_bytes(value)?);
-        let mut st = s.check_live()?;
-        st.response.add_header(name, value)
+        s.edit_response(|r| r.add_header(name, value))
     })
 }
 
@@ -89,8 +86,7 @@ pub unsafe extern "C" fn httpsrv_response_header_remove(
     boundary("httpsrv_response_header_remove", || {
         let s = session_of(sess)?;
         let name = c_bytes(name)?;
-        let mut st = s.check_live()?;
-        st.response.remove_header(name)
+        s.edit_response(|r| r.remove_header(name))
     })
 }
 
@@ -189,7 +185,7 @@ pub extern "C" fn httpsrv_response_flush_async(
 #[no_mangle]
 pub extern "C" fn httpsrv_response_clear(sess: *mut httpsrv_session) -> c_int {
     boundary("httpsrv_response_clear", || {
-        session_of(sess)?.check_live()?.response.clear()
+        session_of(sess)?.edit_response(|r| r.clear())
     })
 }
 
@@ -198,7 +194,7 @@ pub extern "C" fn httpsrv_response_clear(sess: *mut httpsrv_session) -> c_int {
 pub extern "C" fn httpsrv_response_headers_sent(sess: *mut httpsrv_session) -> c_int {
     boundary_value("httpsrv_response_headers_sent", -1, || {
         match session_of(sess) {
-            Ok(s) => c_int::from(s.state.lock().response.head_sent()),
+            Ok(s) => c_int::from(s.headers_sent()),
             Err(_) => -1,
         }
     })
@@ -211,10 +207,7 @@ pub extern "C" fn httpsrv_response_headers_sent(sess: *mut httpsrv_session) -> c
 #[no_mangle]
 pub extern "C" fn httpsrv_response_compression(sess: *mut httpsrv_session, mode: c_int) -> c_int {
     boundary("httpsrv_response_compression", || {
-        session_of(sess)?
-            .check_live()?
-            .response
-            .set_compression(mode)
+        session_of(sess)?.edit_response(|r| r.set_compression(mode))
     })
 }
 
@@ -226,7 +219,7 @@ pub extern "C" fn httpsrv_response_bytes_sent(sess: *mut httpsrv_session) -> u64
         "httpsrv_response_bytes_sent",
         u64::MAX,
         || match session_of(sess) {
-            Ok(s) => s.state.lock().bytes_sent,
+            Ok(s) => s.bytes_sent(),
             Err(_) => u64::MAX,
         },
     )
@@ -240,10 +233,7 @@ pub extern "C" fn httpsrv_response_pending(sess: *mut httpsrv_session) -> usize 
         "httpsrv_response_pending",
         usize::MAX,
         || match session_of(sess) {
-            Ok(s) => {
-                let st = s.state.lock();
-                st.response.pending_len() + st.out.len()
-            }
+            Ok(s) => s.pending(),
             Err(_) => usize::MAX,
         },
     )

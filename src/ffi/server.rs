@@ -239,22 +239,13 @@ pub unsafe extern "C" fn httpsrv_stats_handler(
         let Ok(s) = session_of(sess) else {
             return -1;
         };
-        let mut st = match s.check_live() {
-            Ok(st) => st,
-            Err(_) => return -1,
-        };
-        if st
-            .response
-            .set_header(b"Content-Type", b"application/json")
-            .is_err()
-            || st
-                .response
-                .set_header(b"Cache-Control", b"no-store")
-                .is_err()
-        {
+        let fields = s.edit_response(|r| {
+            r.set_header(b"Content-Type", b"application/json")?;
+            r.set_header(b"Cache-Control", b"no-store")
+        });
+        if fields.is_err() {
             return -1;
         }
-        drop(st);
         if s.append(body.as_bytes()).is_err() {
             return -1;
         }

@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 
-use crate::ffi::httpsrv_release_fn;
+use crate::abi::httpsrv_release_fn;
 
 /// Bytes owned by the module, readable until their release runs.
 pub struct Lent {

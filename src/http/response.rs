@@ -10,8 +10,8 @@ use super::lent::Lent;
 use super::outqueue::OutQueue;
 use super::pending::Pending;
 use super::{date, has_token, is_token, parse_decimal, status, trim_ows};
+use crate::abi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
 use crate::errors::{EALREADY, EINVAL, EIO, EMSGSIZE, ENOBUFS, ENOENT};
-use crate::ffi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
 
 /// What the head filter needs to know about the request and the server.
 pub struct Context<'a> {

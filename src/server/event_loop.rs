@@ -21,8 +21,8 @@ use super::recycle::Recycler;
 use super::routes::Match;
 use super::runtime::Runtime;
 use super::session::{run_handler, Progress, Start};
+use crate::abi::httpsrv_session;
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
-use crate::ffi::httpsrv_session;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::compress::CompressorPool;
 use crate::http::outqueue::OutQueue;
@@ -577,7 +577,7 @@ impl EventLoop {
                             body_sent,
                         } => {
                             s.lp.rt
-                                .access_log(&conn.peer, Some(&s.request), status, body_sent);
+                                .access_log(&conn.peer, Some(s.request()), status, body_sent);
                             let close_now = reset || (stopping && conn.direct.is_empty());
                             let next = if keep_alive && !stopping {
                                 Phase::Head {
@@ -895,7 +895,7 @@ impl EventLoop {
         if pool {
             if !lp.rt.pool.submit(session.clone(), handler, userdata) {
                 session.fail(ECANCELED);
-                session.handler_returned(crate::ffi::HTTPSRV_PENDING);
+                session.handler_returned(crate::abi::HTTPSRV_PENDING);
             }
         } else {
             // The connection's phase holds the session while the handler runs.

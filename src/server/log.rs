@@ -2,7 +2,7 @@
 
 use std::ffi::{c_int, c_void, CString};
 
-use crate::ffi::httpsrv_log_fn;
+use crate::abi::httpsrv_log_fn;
 
 pub(crate) const ERROR: c_int = 0;
 pub(crate) const WARN: c_int = 1;

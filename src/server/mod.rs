@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::abi::{httpsrv_log_fn, httpsrv_server};
 use crate::errors::{self, EBUSY, EDEADLK, EINVAL};
-use crate::ffi::{httpsrv_log_fn, httpsrv_server};
 use config::Config;
 use event_loop::{Command, EventLoop, LoopShared, Siblings};
 use log::Logger;

@@ -2,8 +2,8 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 
+use crate::abi::{httpsrv_server, HTTPSRV_ABI_VERSION};
 use crate::errors::{ENOENT, ENOEXEC};
-use crate::ffi::{httpsrv_server, HTTPSRV_ABI_VERSION};
 
 type InitFn = unsafe extern "C" fn(*mut httpsrv_server, *const c_char) -> c_int;
 type FiniFn = unsafe extern "C" fn(*mut httpsrv_server);

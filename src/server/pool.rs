@@ -9,7 +9,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::routes::HandlerFn;
 use super::session::{run_handler, Session};
-use crate::ffi::HTTPSRV_PENDING;
+use crate::abi::HTTPSRV_PENDING;
 
 struct Job {
     session: Arc<Session>,

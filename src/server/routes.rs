@@ -2,8 +2,8 @@
 
 use std::ffi::{c_int, c_void};
 
+use crate::abi::httpsrv_session;
 use crate::errors::{EEXIST, EINVAL};
-use crate::ffi::httpsrv_session;
 use crate::http::is_token;
 
 pub type HandlerFn = unsafe extern "C" fn(*mut httpsrv_session, *mut c_void) -> c_int;

@@ -17,11 +17,11 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::clock;
 use super::event_loop::{Command, ConnKey, LoopShared};
 use super::handles::{self, Handle};
-use crate::errors::{EAGAIN, EALREADY, ECANCELED, ECONNRESET, EINVAL, EPIPE, ETIMEDOUT};
-use crate::ffi::{
+use crate::abi::{
     httpsrv_close_fn, httpsrv_done_fn, httpsrv_session, httpsrv_task_fn, HTTPSRV_DONE,
     HTTPSRV_PENDING,
 };
+use crate::errors::{EAGAIN, EALREADY, ECANCELED, ECONNRESET, EINVAL, EPIPE, ETIMEDOUT};
 use crate::http::lent::Lent;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
@@ -40,29 +40,29 @@ pub struct AsyncFlush {
 }
 
 /// Everything about a session that changes; guarded by the session's mutex.
-pub struct State {
-    pub response: Response,
-    pub out: OutQueue,
+struct State {
+    response: Response,
+    out: OutQueue,
     /// Framed bytes ever queued, and of those handed to the kernel.
-    pub queued_total: u64,
-    pub bytes_sent: u64,
-    pub last_progress: Instant,
+    queued_total: u64,
+    bytes_sent: u64,
+    last_progress: Instant,
     /// Why the session ended (0: complete); None while it lives.
-    pub ended: Option<c_int>,
-    pub handler_running: bool,
+    ended: Option<c_int>,
+    handler_running: bool,
     /// Tasks posted and not yet run; the handle stays valid for them.
-    pub pending_posts: usize,
+    pending_posts: usize,
     close_fn: httpsrv_close_fn,
     close_userdata: *mut c_void,
     /// The close callback has run (or there was none) and the loop has let go.
-    pub close_done: bool,
+    close_done: bool,
     user_data: *mut c_void,
     async_flushes: VecDeque<AsyncFlush>,
     blocking_waiters: usize,
     /// A wake command for this session is already in the loop's inbox.
     wake_queued: bool,
     /// The connection must be reset, not closed gracefully (abort).
-    pub must_reset: bool,
+    must_reset: bool,
     /// The handler failed after the head went out: drain what was flushed, then close.
     truncated: bool,
     /// The connection has earlier output to send first (pipelining): keep ours queued. A
@@ -76,15 +76,15 @@ unsafe impl Send for State {}
 
 pub struct Session {
     pub handle: Handle,
-    pub lp: Arc<LoopShared>,
-    pub conn: ConnKey,
+    pub(super) lp: Arc<LoopShared>,
+    conn: ConnKey,
     fd: RawFd,
-    pub request: Request,
-    pub body: Vec<u8>,
-    pub peer: SocketAddr,
+    request: Request,
+    body: Vec<u8>,
+    peer: SocketAddr,
     /// The client may keep the connection after this response (decided at dispatch).
     keep_alive: bool,
-    pub state: Mutex<State>,
+    state: Mutex<State>,
     cond: Condvar,
 }
 
@@ -362,7 +362,44 @@ impl Session {
         }
     }
 
-    pub fn check_live(&self) -> Result<MutexGuard<'_, State>, c_int> {
+    /// The request, as parsed; valid while the session lives.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The request body, read whole before the handler ran.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    pub fn peer(&self) -> &SocketAddr {
+        &self.peer
+    }
+
+    /// Changes the response being built (status, fields, compression), if the session lives.
+    pub fn edit_response<T>(
+        &self,
+        edit: impl FnOnce(&mut Response) -> Result<T, c_int>,
+    ) -> Result<T, c_int> {
+        edit(&mut self.check_live()?.response)
+    }
+
+    pub fn headers_sent(&self) -> bool {
+        self.state.lock().response.head_sent()
+    }
+
+    /// Bytes of this response (head and framed body) handed to the kernel so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.state.lock().bytes_sent
+    }
+
+    /// Bytes accepted (appended or flushed) but not yet handed to the kernel.
+    pub fn pending(&self) -> usize {
+        let st = self.state.lock();
+        st.response.pending_len() + st.out.len()
+    }
+
+    fn check_live(&self) -> Result<MutexGuard<'_, State>, c_int> {
         let st = self.state.lock();
         match st.ended {
             Some(r) => Err(reason_code(r)),
