@@ -6,8 +6,9 @@ pub mod abi;
 pub mod errors;
 pub mod ffi;
 pub mod http;
+pub mod io;
+pub mod proto;
 pub mod server;
-mod sys;
 
 pub use abi::{
     httpsrv_close_fn, httpsrv_done_fn, httpsrv_handler_fn, httpsrv_log_fn, httpsrv_release_fn,

@@ -20,11 +20,11 @@ use httpsrv::http::chunked::ChunkedDecoder;
 use httpsrv::http::compress::{Coding, CompressorPool};
 use httpsrv::http::outqueue::OutQueue;
 use httpsrv::http::response::{Context, Response};
+use httpsrv::io::{Memory, MemoryPeer, Transport};
+use httpsrv::proto::h1::{self, ResponseEncoder};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::io::{Read, Write};
 use std::thread;
 use std::time::Duration;
 
@@ -519,37 +519,30 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     )
 }
 
-/// What the client holds: everything the OutQueue handed to a socket so far.
+/// What the client holds: everything the OutQueue handed to a transport so far. The transport
+/// takes at most 64 KiB per write, as a socket's buffer would.
 struct Wire {
-    a: UnixStream,
-    b: UnixStream,
+    transport: Transport,
+    peer: MemoryPeer,
     got: Vec<u8>,
 }
 
 impl Wire {
     fn new() -> Wire {
-        let (a, b) = UnixStream::pair().unwrap();
-        b.set_nonblocking(true).unwrap();
+        let (transport, peer) = Memory::pair();
         Wire {
-            a,
-            b,
+            transport: Transport::Memory(transport),
+            peer,
             got: Vec::new(),
         }
     }
     fn drain(&mut self, q: &mut OutQueue) {
-        let mut buf = vec![0u8; 64 * 1024];
         for _ in 0..100_000 {
-            if !q.is_empty() {
-                q.write_to(self.a.as_raw_fd()).unwrap();
-            }
-            match self.b.read(&mut buf) {
-                Ok(n) => self.got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if q.is_empty() {
-                        return;
-                    }
-                }
-                Err(e) => panic!("{e}"),
+            self.peer.set_window(Some(64 * 1024));
+            self.transport.write(q).unwrap();
+            self.got.extend_from_slice(&self.peer.take_output());
+            if q.is_empty() {
+                return;
             }
         }
         panic!("the queue never drained");
@@ -655,6 +648,7 @@ fn check_sequence(s: &Setup, ops: &[Op], pool: &CompressorPool) -> Result<(), St
         })
         .sum();
     let mut resp = Response::default();
+    let mut encoder = ResponseEncoder::default();
     resp.set_header(b"Content-Type", b"text/plain").unwrap();
     if s.declare_length {
         resp.set_header(b"Content-Length", total.to_string().as_bytes())
@@ -672,7 +666,7 @@ fn check_sequence(s: &Setup, ops: &[Op], pool: &CompressorPool) -> Result<(), St
                 appended.extend_from_slice(d);
             }
             Op::Flush => {
-                resp.flush(false, &cx, &mut q)
+                h1::flush(&mut resp, &mut encoder, false, &cx, &mut q)
                     .map_err(|e| format!("flush {i}: {e}"))?;
                 wire.drain(&mut q);
                 if buffered_10 {
@@ -715,10 +709,12 @@ fn check_sequence(s: &Setup, ops: &[Op], pool: &CompressorPool) -> Result<(), St
             }
         }
     }
-    resp.flush(true, &cx, &mut q)
+    h1::flush(&mut resp, &mut encoder, true, &cx, &mut q)
         .map_err(|e| format!("final flush: {e}"))?;
     wire.drain(&mut q);
-    if resp.append(b"x", 0, usize::MAX).is_ok() || resp.flush(true, &cx, &mut q).is_ok() {
+    if resp.append(b"x", 0, usize::MAX).is_ok()
+        || h1::flush(&mut resp, &mut encoder, true, &cx, &mut q).is_ok()
+    {
         return Err("append or flush accepted after the final flush".into());
     }
 
@@ -742,7 +738,7 @@ fn check_sequence(s: &Setup, ops: &[Op], pool: &CompressorPool) -> Result<(), St
         }
         return Ok(());
     }
-    let close_delimited = s.version == 10 && !s.http10_buffering && !resp.keep_alive();
+    let close_delimited = s.version == 10 && !s.http10_buffering && !encoder.keep_alive();
     let r = parse_response(out, false, true)
         .map_err(|e| format!("final message: {e}: {}", esc(out)))?
         .ok_or_else(|| format!("final message incomplete: {}", esc(out)))?;
@@ -774,7 +770,7 @@ fn check_sequence(s: &Setup, ops: &[Op], pool: &CompressorPool) -> Result<(), St
             "close-delimited, but HTTP/1.{} buffering={} keep_alive={}:\n{}",
             s.version % 10,
             s.http10_buffering,
-            resp.keep_alive(),
+            encoder.keep_alive(),
             r.head_text()
         ));
     }
@@ -784,7 +780,7 @@ fn check_sequence(s: &Setup, ops: &[Op], pool: &CompressorPool) -> Result<(), St
             return Err(format!("chunk sizes {:?}", r.chunks));
         }
     }
-    if resp.keep_alive() && r.conn_close() {
+    if encoder.keep_alive() && r.conn_close() {
         return Err("keep-alive but Connection: close".into());
     }
     let body = inflate(r.header("Content-Encoding"), &r.body, true)?;

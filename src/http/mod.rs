@@ -1,5 +1,6 @@
-//! The HTTP engine: request parsing, and the response path as a chain of filters
-//! (head decision, compression, chunking, writing). Plain Rust, no sockets or threads.
+//! The protocol-neutral HTTP model: requests, responses being built, fields, the body pieces a
+//! handler appends, and the representation filters (compression). Plain Rust: no sockets, no
+//! threads, no protocol's wire format (that is `crate::proto`).
 
 pub mod chunked;
 pub mod compress;
@@ -7,7 +8,7 @@ pub mod date;
 pub mod fields;
 pub mod lent;
 pub mod outqueue;
-mod pending;
+pub mod pending;
 pub mod request;
 pub mod response;
 pub mod status;
@@ -40,6 +41,21 @@ pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
         return None;
     }
     Some(s.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Appends `n` in decimal, without allocating.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Whether `s` is an RFC 9110 token (a method or a field name).

@@ -1,8 +1,8 @@
-//! The write filter: framed output waiting for the socket, sent with one `sendmsg` per call.
+//! Framed output waiting for the transport: buffers in order, small pieces gathered into one,
+//! so that a transport can send a flush with one plain `send` or one vectored write.
 
 use std::collections::VecDeque;
-use std::io;
-use std::os::fd::RawFd;
+use std::io::IoSlice;
 
 use super::lent::Lent;
 
@@ -11,7 +11,6 @@ use super::lent::Lent;
 const SMALL: usize = 4096;
 /// A gathering buffer starts this large; one up to four times larger is kept for reuse.
 const GATHER: usize = 8192;
-const MAX_IOVECS: usize = 64;
 
 /// Bytes waiting in the queue: the library's own, or lent by the module.
 pub enum Segment {
@@ -203,52 +202,25 @@ impl OutQueue {
         self.back_is_small = false;
     }
 
-    /// Writes as much as the socket takes. Returns the bytes written; `Ok` with the queue not
-    /// empty means the socket would block. Never raises SIGPIPE.
-    pub fn write_to(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut total = 0;
-        while self.len > 0 {
-            let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
-            let r = if self.segments.len() == 1 {
-                // One buffer: plain send skips the kernel's iovec import.
-                let front = &self.segments[0].bytes()[self.front_offset..];
-                // SAFETY: fd is a socket owned by the connection; the buffer is ours.
-                unsafe { crate::sys::send(fd, front.as_ptr().cast(), front.len(), flags) }
-            } else {
-                let mut iov = [libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                }; MAX_IOVECS];
-                let mut n = 0;
-                for (i, seg) in self.segments.iter().take(MAX_IOVECS).enumerate() {
-                    let start = if i == 0 { self.front_offset } else { 0 };
-                    let bytes = &seg.bytes()[start..];
-                    iov[i] = libc::iovec {
-                        iov_base: bytes.as_ptr() as *mut libc::c_void,
-                        iov_len: bytes.len(),
-                    };
-                    n = i + 1;
-                }
-                // SAFETY: a zeroed msghdr is valid; the iovecs point into buffers we own.
-                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-                msg.msg_iov = iov.as_mut_ptr();
-                msg.msg_iovlen = n as _;
-                // SAFETY: fd is a socket owned by the connection; msg is fully initialised.
-                unsafe { crate::sys::sendmsg(fd, &msg, flags) }
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => return Ok(total),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(e),
-                }
-            }
-            let written = r as usize;
-            total += written;
-            self.consume(written);
+    /// The only unwritten buffer, when there is exactly one (a transport sends it plainly).
+    #[inline]
+    pub fn single(&self) -> Option<&[u8]> {
+        match self.segments.len() {
+            1 => self.segments[0].bytes().get(self.front_offset..),
+            _ => None,
         }
-        Ok(total)
+    }
+
+    /// Fills `iov` with the unwritten bytes, front first, as far as it has room; returns how
+    /// many slices it filled.
+    pub fn slices<'a>(&'a self, iov: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, (i, seg)) in iov.iter_mut().zip(self.segments.iter().enumerate()) {
+            let start = if i == 0 { self.front_offset } else { 0 };
+            *slot = IoSlice::new(&seg.bytes()[start..]);
+            n += 1;
+        }
+        n
     }
 
     /// Keeps a drained buffer as the next gathering buffer if it suits better than the one kept.
@@ -270,7 +242,8 @@ impl OutQueue {
         self.spare = Vec::new();
     }
 
-    fn consume(&mut self, mut n: usize) {
+    /// Drops the first `n` unwritten bytes: a transport wrote them.
+    pub fn consume(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
             let Some(front) = self.segments.front() else {
@@ -306,6 +279,7 @@ impl OutQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::send_queue;
     use std::io::Read;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
@@ -327,7 +301,7 @@ mod tests {
         q.push_copy(b"0\r\n\r\n");
         assert_eq!(q.segments.len(), 3, "a large body is queued as it is");
         let expect = q.contents();
-        let n = q.write_to(a.as_raw_fd()).unwrap();
+        let n = send_queue(a.as_raw_fd(), &mut q).unwrap();
         assert_eq!(n, expect.len());
         assert!(q.is_empty());
         assert!(
@@ -365,7 +339,7 @@ mod tests {
         let mut q = OutQueue::default();
         let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
         q.push_from(big.clone(), 0);
-        let first = q.write_to(a.as_raw_fd()).unwrap();
+        let first = send_queue(a.as_raw_fd(), &mut q).unwrap();
         assert!(first < big.len());
         assert_eq!(q.len(), big.len() - first);
         let reader = std::thread::spawn(move || {
@@ -374,7 +348,7 @@ mod tests {
             got
         });
         while !q.is_empty() {
-            q.write_to(a.as_raw_fd()).unwrap();
+            send_queue(a.as_raw_fd(), &mut q).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         drop(a);
@@ -387,7 +361,7 @@ mod tests {
         drop(b);
         let mut q = OutQueue::default();
         q.push_copy(b"data");
-        let e = q.write_to(a.as_raw_fd()).unwrap_err();
+        let e = send_queue(a.as_raw_fd(), &mut q).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
     }
 }

@@ -32,6 +32,10 @@ impl Pending {
         self.pieces_len + self.buf.len() - self.room
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Drops the bytes (releasing lent ones), keeping the copy buffer.
     pub fn clear(&mut self) {
         self.pieces.clear();

@@ -1,15 +1,15 @@
-//! A response being built by a handler, and the filters that turn it into bytes:
-//! the head filter decides framing once, then each flush runs compression and chunking
-//! and queues the result for the write filter (`OutQueue`).
+//! A response being built by a handler, protocol-neutral: status, fields, the body appended
+//! since the last flush, and the representation filters (compression, what a HEAD request
+//! carries). A flush hands a protocol encoder (`crate::proto`) the head, once, as a structured
+//! value, and the body bytes with `last`; the encoder alone knows the wire format.
 
 use std::ffi::c_int;
 
 use super::compress::{self, Coding, Compressor, CompressorPool};
 use super::fields::{Fields, Known};
 use super::lent::Lent;
-use super::outqueue::OutQueue;
 use super::pending::Pending;
-use super::{date, has_token, is_token, parse_decimal, status, trim_ows};
+use super::{has_token, is_token, parse_decimal, push_decimal, status, trim_ows};
 use crate::abi::{HTTPSRV_COMPRESS_AUTO, HTTPSRV_COMPRESS_OFF, HTTPSRV_COMPRESS_ON};
 use crate::errors::{EALREADY, EINVAL, EIO, EMSGSIZE, ENOBUFS, ENOENT};
 
@@ -31,15 +31,32 @@ pub struct Context<'a> {
     pub compressors: &'a CompressorPool,
 }
 
+/// What the body's length is known to be when the head goes out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    /// HEAD, 1xx, 204, 304: appended data is dropped.
-    NoBody,
-    /// Content-Length: bytes of body still owed.
-    Length(u64),
-    Chunked,
-    /// HTTP/1.0 streaming: the connection's close marks the end.
-    Close,
+pub enum BodyLength {
+    /// No body bytes are sent: a HEAD request, or a 1xx, 204 or 304 status.
+    None,
+    /// The handler's `Content-Length` field, which is among the fields.
+    Declared(u64),
+    /// The whole body is in this flush: the encoder states its length.
+    Exactly(u64),
+    /// More follows.
+    Unknown,
+}
+
+/// The status line's content and the fields, as the first flush that sends hands them over.
+pub struct Head<'a> {
+    pub status: u16,
+    pub reason: Option<&'a [u8]>,
+    pub fields: &'a Fields,
+    pub length: BodyLength,
+}
+
+/// One flush, for an encoder: the head the first time, then the body bytes since the last
+/// flush (left empty by the encoder, with its buffers; see `Pending::queue`).
+pub struct Flush<'a> {
+    pub head: Option<Head<'a>>,
+    pub body: &'a mut Pending,
 }
 
 pub struct Response {
@@ -54,13 +71,12 @@ pub struct Response {
     declared_length: Option<u64>,
     head_sent: bool,
     finished: bool,
-    framing: Framing,
+    /// The head went out without a body (`BodyLength::None`): appends are dropped.
+    body_dropped: bool,
+    /// The encoder frames each flush's bytes where they lie: copies start behind room for a
+    /// frame header (see `Pending::copy`).
+    frame_room: bool,
     compressor: Option<Box<Compressor>>,
-    keep_alive: bool,
-    /// The connection must close after this response (short body, close-delimited, refused).
-    must_close: bool,
-    /// Bytes of the serialised head, so the access log can report body bytes.
-    head_len: usize,
 }
 
 impl Default for Response {
@@ -75,11 +91,9 @@ impl Default for Response {
             declared_length: None,
             head_sent: false,
             finished: false,
-            framing: Framing::NoBody,
+            body_dropped: false,
+            frame_room: false,
             compressor: None,
-            keep_alive: false,
-            must_close: false,
-            head_len: 0,
         }
     }
 }
@@ -111,36 +125,6 @@ fn parse_length(v: &[u8]) -> Option<u64> {
     parse_decimal(trim_ows(v))
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-/// A chunk-size line ("1a2b\r\n") written into `buf`, without allocating.
-fn chunk_size_line(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let end = buf.len() - 2;
-    buf[end..].copy_from_slice(b"\r\n");
-    let mut i = end;
-    loop {
-        i -= 1;
-        buf[i] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
 impl Response {
     pub fn head_sent(&self) -> bool {
         self.head_sent
@@ -150,16 +134,8 @@ impl Response {
         self.finished
     }
 
-    pub fn keep_alive(&self) -> bool {
-        self.keep_alive && !self.must_close
-    }
-
     pub fn status(&self) -> u16 {
         self.status
-    }
-
-    pub fn head_len(&self) -> usize {
-        self.head_len
     }
 
     /// Body bytes appended and not yet flushed.
@@ -181,11 +157,9 @@ impl Response {
             declared_length,
             head_sent,
             finished,
-            framing,
+            body_dropped,
+            frame_room,
             compressor,
-            keep_alive,
-            must_close,
-            head_len,
         } = self;
         *status = 200;
         *reason = None;
@@ -196,12 +170,10 @@ impl Response {
         *declared_length = None;
         *head_sent = false;
         *finished = false;
-        *framing = Framing::NoBody;
+        *body_dropped = false;
+        *frame_room = false;
         // A response cut short may still hold one; its stream state is useless now.
         *compressor = None;
-        *keep_alive = false;
-        *must_close = false;
-        *head_len = 0;
     }
 
     /// Drops buffers larger than `max` bytes, so a response kept for reuse holds little.
@@ -323,7 +295,7 @@ impl Response {
             return Ok(());
         }
         // Streamed chunks get room for their size line, so the flush frames them in place.
-        let room = self.head_sent && self.framing == Framing::Chunked && self.compressor.is_none();
+        let room = self.frame_room && self.compressor.is_none();
         self.pending.copy(data, room);
         Ok(())
     }
@@ -365,7 +337,7 @@ impl Response {
             return Err(ENOBUFS);
         }
         self.appended += len as u64;
-        Ok(!(self.head_sent && self.framing == Framing::NoBody))
+        Ok(!(self.head_sent && self.body_dropped))
     }
 
     /// Replaces whatever was built with a plain error response (nothing was sent yet).
@@ -384,23 +356,23 @@ impl Response {
         self.pending = Pending::from_vec(text);
     }
 
-    /// Marks the response finished without closing framing: the connection must close.
+    /// Marks the response finished without closing framing (the session then ends with an
+    /// error, so the connection closes).
     pub fn truncate(&mut self) {
         self.finished = true;
-        self.must_close = true;
         self.pending.clear();
     }
 
-    /// Runs the filters for one flush and queues the bytes. Returns false when this flush
-    /// sends nothing by policy (HTTP/1.0 buffering).
-    pub fn flush(&mut self, last: bool, cx: &Context, out: &mut OutQueue) -> Result<bool, c_int> {
+    /// Starts a flush: on the first, decides the representation (compression, the fields a
+    /// HEAD carries) and the body's length; runs the compression filter over the pending bytes.
+    /// `EALREADY` after the final flush; `EIO` when the deflate engine failed (the response is
+    /// then finished without its end).
+    pub fn begin_flush(&mut self, last: bool, cx: &Context) -> Result<Flush<'_>, c_int> {
         if self.finished {
             return Err(EALREADY);
         }
-        if !self.head_sent && !last && cx.version == 10 && cx.http10_buffering {
-            return Ok(false);
-        }
-        if !self.head_sent {
+        let first = !self.head_sent;
+        if first {
             if cx.is_head {
                 // The head filter needs the bytes whole (a HEAD's compressed length).
                 self.pending.flatten();
@@ -426,23 +398,41 @@ impl Response {
                 }
             }
         }
-        if !self.head_sent {
-            if self.framing == Framing::Length(u64::MAX) {
-                self.framing = Framing::Length(self.pending.len() as u64);
-            }
-            self.head_len = out.push_with(|h| self.write_head(cx, h));
+        let head = first.then(|| {
             self.head_sent = true;
-        }
-        // The next appends reuse the buffers the queue leaves in `pending`.
-        self.frame_body(last, out);
+            let length = if self.body_dropped {
+                BodyLength::None
+            } else if let Some(n) = self.declared_length {
+                BodyLength::Declared(n)
+            } else if last {
+                BodyLength::Exactly(self.pending.len() as u64)
+            } else {
+                BodyLength::Unknown
+            };
+            Head {
+                status: self.status,
+                reason: self.reason.as_deref(),
+                fields: &self.fields,
+                length,
+            }
+        });
+        Ok(Flush {
+            head,
+            body: &mut self.pending,
+        })
+    }
+
+    /// Ends a flush the encoder took. `frame_room`: it frames the next flushes' bytes in place.
+    pub fn end_flush(&mut self, last: bool, frame_room: bool) {
+        self.frame_room = frame_room;
         if last {
             self.finished = true;
         }
-        Ok(true)
     }
 
-    /// The head filter: compression, framing and persistence, decided once, from the body so
-    /// far (`pending`, whole for a HEAD request).
+    /// The representation, decided once, from the body so far (`pending`, whole for a HEAD
+    /// request): compression, `Vary`, the `Content-Length` a HEAD carries, and whether the
+    /// response has a body at all.
     fn decide(&mut self, last: bool, cx: &Context) {
         let len = self.pending.len();
         let status = self.status;
@@ -500,26 +490,7 @@ impl Response {
             self.fields.remove_known(Known::ContentLength);
             self.declared_length = None;
         }
-        self.framing = if no_body {
-            Framing::NoBody
-        } else if let Some(n) = self.declared_length {
-            Framing::Length(n)
-        } else if last {
-            // Filled in with the real (compressed) size once the body is through the filters.
-            Framing::Length(u64::MAX)
-        } else if cx.version >= 11 {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        };
-        let handler_close = self
-            .fields
-            .get(Known::Connection)
-            .is_some_and(|v| has_token(v, b"close"));
-        self.keep_alive = cx.keep_alive && self.framing != Framing::Close && !handler_close;
-        if self.framing == Framing::Close {
-            self.must_close = true;
-        }
+        self.body_dropped = no_body;
     }
 
     fn add_vary(&mut self) {
@@ -531,80 +502,6 @@ impl Response {
             None => self
                 .fields
                 .push_known(Known::Vary, b"Vary", b"Accept-Encoding"),
-        }
-    }
-
-    /// Serialises the status line and fields at the end of `h`.
-    fn write_head(&self, cx: &Context, h: &mut Vec<u8>) {
-        if self.status == 200 && self.reason.is_none() {
-            // Most responses: one copy instead of four pieces.
-            h.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        } else {
-            h.extend_from_slice(b"HTTP/1.1 ");
-            push_decimal(h, u64::from(self.status));
-            h.push(b' ');
-            match &self.reason {
-                Some(r) => h.extend_from_slice(r),
-                None => h.extend_from_slice(status::reason_phrase(self.status).as_bytes()),
-            }
-            h.extend_from_slice(b"\r\n");
-        }
-        if !cx.server_header.is_empty() && !self.fields.contains(Known::Server) {
-            h.extend_from_slice(b"Server: ");
-            h.extend_from_slice(cx.server_header.as_bytes());
-            h.extend_from_slice(b"\r\n");
-        }
-        if !self.fields.contains(Known::Date) {
-            h.extend_from_slice(b"Date: ");
-            h.extend_from_slice(&date::http_date());
-            h.extend_from_slice(b"\r\n");
-        }
-        // The library writes Connection itself, from its own decision.
-        self.fields.write_lines(h, Known::Connection);
-        match self.framing {
-            Framing::Length(n) if self.declared_length.is_none() => {
-                h.extend_from_slice(b"Content-Length: ");
-                push_decimal(h, n);
-                h.extend_from_slice(b"\r\n");
-            }
-            Framing::Chunked => h.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-            _ => {}
-        }
-        if !self.keep_alive {
-            h.extend_from_slice(b"Connection: close\r\n");
-        } else if cx.version == 10 {
-            h.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        h.extend_from_slice(b"\r\n");
-    }
-
-    /// The chunk filter (and its Content-Length and close-delimited siblings): queues the
-    /// pending bytes and leaves `pending` empty, with its buffers (see `Pending::queue`).
-    fn frame_body(&mut self, last: bool, out: &mut OutQueue) {
-        let len = self.pending.len();
-        match self.framing {
-            Framing::NoBody => return self.pending.clear(),
-            Framing::Chunked if len == 0 => {
-                if last {
-                    out.push_copy(b"0\r\n\r\n");
-                }
-                return self.pending.clear();
-            }
-            Framing::Chunked => {
-                let mut line = [0u8; 20];
-                let line = chunk_size_line(len, &mut line);
-                let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
-                self.pending.queue(Some((line, end)), out)
-            }
-            Framing::Length(_) | Framing::Close => self.pending.queue(None, out),
-        }
-        if let Framing::Length(owed) = self.framing {
-            let n = (len as u64).min(owed);
-            self.framing = Framing::Length(owed - n);
-            if last && owed - n > 0 {
-                // The handler promised more than it sent: only closing can tell the client.
-                self.must_close = true;
-            }
         }
     }
 }
@@ -635,250 +532,6 @@ mod tests {
             }
         }
         assert!(valid_value(b""));
-    }
-
-    static POOL: std::sync::LazyLock<CompressorPool> =
-        std::sync::LazyLock::new(CompressorPool::default);
-
-    fn cx(version: u8) -> Context<'static> {
-        Context {
-            version,
-            is_head: false,
-            keep_alive: true,
-            accepts: None,
-            http10_buffering: true,
-            compression: true,
-            compression_level: 1,
-            compression_min_length: 256,
-            compression_types: &[],
-            server_header: "httpsrv",
-            compressors: &POOL,
-        }
-    }
-
-    fn text(q: &OutQueue) -> String {
-        String::from_utf8_lossy(&q.contents()).into_owned()
-    }
-
-    fn body_of(s: &str) -> &str {
-        &s[s.find("\r\n\r\n").unwrap() + 4..]
-    }
-
-    #[test]
-    fn one_shot_gets_content_length() {
-        let mut r = Response::default();
-        let mut q = OutQueue::default();
-        r.append(b"Hello, world!", 0, 1 << 20).unwrap();
-        assert!(r.flush(true, &cx(11), &mut q).unwrap());
-        let s = text(&q);
-        assert!(
-            s.starts_with("HTTP/1.1 200 OK\r\nServer: httpsrv\r\nDate: "),
-            "{s}"
-        );
-        assert!(s.contains("\r\nContent-Length: 13\r\n"));
-        assert!(!s.contains("Connection"));
-        assert_eq!(body_of(&s), "Hello, world!");
-        assert!(r.keep_alive());
-        assert_eq!(r.flush(true, &cx(11), &mut q), Err(EALREADY));
-        assert_eq!(r.append(b"x", 0, 100), Err(EALREADY));
-    }
-
-    #[test]
-    fn streaming_is_chunked_without_premature_last_chunk() {
-        let mut r = Response::default();
-        let mut q = OutQueue::default();
-        r.append(b"abc", 0, 1 << 20).unwrap();
-        r.flush(false, &cx(11), &mut q).unwrap();
-        r.flush(false, &cx(11), &mut q).unwrap();
-        r.append(&[b'z'; 17], 0, 1 << 20).unwrap();
-        r.flush(false, &cx(11), &mut q).unwrap();
-        r.flush(true, &cx(11), &mut q).unwrap();
-        let s = text(&q);
-        assert!(s.contains("Transfer-Encoding: chunked\r\n"));
-        assert_eq!(
-            body_of(&s),
-            format!("3\r\nabc\r\n11\r\n{}\r\n0\r\n\r\n", "z".repeat(17))
-        );
-    }
-
-    #[test]
-    fn chunks_framed_in_place_or_copied_give_the_same_bytes() {
-        use std::io::Read;
-        use std::os::fd::AsRawFd;
-        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut r = Response::default();
-        let mut q = OutQueue::default();
-        r.flush(false, &cx(11), &mut q).unwrap();
-        let mut expect = String::new();
-        // Drained before each flush (framed in place), then twice without draining (copied
-        // behind what waits), then the final chunk.
-        for (i, (len, drain)) in [
-            (1, true),
-            (1000, true),
-            (5000, true),
-            (7, false),
-            (300, false),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if drain {
-                q.write_to(a.as_raw_fd()).unwrap();
-                assert!(q.is_empty());
-            }
-            let piece = char::from(b'a' + i as u8).to_string().repeat(len);
-            r.append(piece.as_bytes(), q.len(), 1 << 20).unwrap();
-            assert_eq!(r.pending_len(), len);
-            r.flush(false, &cx(11), &mut q).unwrap();
-            expect += &format!("{len:x}\r\n{piece}\r\n");
-        }
-        q.write_to(a.as_raw_fd()).unwrap();
-        r.append(b"end", 0, 1 << 20).unwrap();
-        r.flush(true, &cx(11), &mut q).unwrap();
-        q.write_to(a.as_raw_fd()).unwrap();
-        expect += "3\r\nend\r\n0\r\n\r\n";
-        drop(a);
-        let mut got = String::new();
-        b.read_to_string(&mut got).unwrap();
-        assert_eq!(body_of(&got), expect);
-    }
-
-    #[test]
-    fn a_reset_response_is_a_fresh_one() {
-        fn without_date(q: &OutQueue) -> String {
-            text(q)
-                .split("\r\n")
-                .filter(|l| !l.starts_with("Date: "))
-                .collect::<Vec<_>>()
-                .join("\r\n")
-        }
-        fn hello(r: &mut Response) -> String {
-            let mut q = OutQueue::default();
-            r.set_header(b"Content-Type", b"text/plain").unwrap();
-            r.append(b"Hello, world!", 0, 1 << 20).unwrap();
-            r.flush(true, &cx(11), &mut q).unwrap();
-            without_date(&q)
-        }
-        let mut used = Response::default();
-        let mut q = OutQueue::default();
-        let mut gzip = cx(11);
-        gzip.accepts = Some(Coding::Gzip);
-        used.set_status(404, Some(b"Nope")).unwrap();
-        used.set_header(b"Content-Length", b"300").unwrap();
-        used.add_header(b"Vary", b"Cookie").unwrap();
-        used.add_header(b"Connection", b"close").unwrap();
-        used.set_compression(HTTPSRV_COMPRESS_ON).unwrap();
-        used.append(&[b'a'; 100], 0, 1 << 20).unwrap();
-        used.flush(false, &gzip, &mut q).unwrap();
-        used.append(&[b'b'; 100], 0, 1 << 20).unwrap();
-        // Ends mid-response, with a compressor and pending bytes.
-        used.reset();
-        assert_eq!(hello(&mut used), hello(&mut Response::default()));
-    }
-
-    #[test]
-    fn final_chunk_is_joined_with_data() {
-        let mut r = Response::default();
-        let mut q = OutQueue::default();
-        r.flush(false, &cx(11), &mut q).unwrap();
-        r.append(b"end", 0, 1 << 20).unwrap();
-        r.flush(true, &cx(11), &mut q).unwrap();
-        assert_eq!(body_of(&text(&q)), "3\r\nend\r\n0\r\n\r\n");
-    }
-
-    #[test]
-    fn handler_length_is_honoured_and_enforced() {
-        let mut r = Response::default();
-        let mut q = OutQueue::default();
-        assert_eq!(r.set_header(b"Content-Length", b"x1"), Err(EINVAL));
-        r.set_header(b"Content-Length", b"5").unwrap();
-        r.append(b"abc", 0, 100).unwrap();
-        assert_eq!(r.append(b"def", 0, 100), Err(EMSGSIZE));
-        r.flush(false, &cx(11), &mut q).unwrap();
-        r.flush(true, &cx(11), &mut q).unwrap();
-        let s = text(&q);
-        assert!(s.contains("Content-Length: 5\r\n"));
-        assert!(!s.contains("chunked"));
-        assert_eq!(body_of(&s), "abc");
-        assert!(!r.keep_alive(), "a short body must close the connection");
-    }
-
-    #[test]
-    fn head_204_304_have_no_body() {
-        let mut c = cx(11);
-        c.is_head = true;
-        let mut r = Response::default();
-        let mut q = OutQueue::default();
-        r.append(b"12345", 0, 100).unwrap();
-        r.flush(true, &c, &mut q).unwrap();
-        let s = text(&q);
-        assert!(s.contains("Content-Length: 5\r\n"), "{s}");
-        assert_eq!(body_of(&s), "");
-        for code in [204, 304] {
-            let mut r = Response::default();
-            let mut q = OutQueue::default();
-            r.set_status(code, None).unwrap();
-            r.append(b"12345", 0, 100).unwrap();
-            r.flush(false, &cx(11), &mut q).unwrap();
-            r.flush(true, &cx(11), &mut q).unwrap();
-            let s = text(&q);
-            assert!(
-                !s.contains("chunked") && !s.contains("Content-Length"),
-                "{s}"
-            );
-            assert_eq!(body_of(&s), "");
-        }
-    }
-
-    #[test]
-    fn http10_buffers_or_streams_and_closes() {
-        let mut r = Response::default();
-        let mut q = OutQueue::default();
-        let mut c = cx(10);
-        c.keep_alive = false;
-        r.append(b"ab", 0, 100).unwrap();
-        assert!(!r.flush(false, &c, &mut q).unwrap());
-        assert!(q.is_empty());
-        r.append(b"cd", 0, 100).unwrap();
-        r.flush(true, &c, &mut q).unwrap();
-        let s = text(&q);
-        assert!(
-            s.contains("Content-Length: 4\r\nConnection: close\r\n\r\nabcd"),
-            "{s}"
-        );
-
-        c.http10_buffering = false;
-        let mut r = Response::default();
-        let mut q = OutQueue::default();
-        r.append(b"ab", 0, 100).unwrap();
-        r.flush(false, &c, &mut q).unwrap();
-        r.append(b"cd", 0, 100).unwrap();
-        r.flush(true, &c, &mut q).unwrap();
-        let s = text(&q);
-        assert!(!s.contains("Content-Length") && !s.contains("chunked"));
-        assert_eq!(body_of(&s), "abcd");
-        assert!(!r.keep_alive());
-    }
-
-    #[test]
-    fn fields_are_validated() {
-        let mut r = Response::default();
-        assert_eq!(r.set_header(b"X-A", b"a\r\nb"), Err(EINVAL));
-        assert_eq!(r.set_header(b"X A", b"v"), Err(EINVAL));
-        assert_eq!(r.set_header(b"Transfer-Encoding", b"chunked"), Err(EINVAL));
-        assert_eq!(r.remove_header(b"X-None"), Err(ENOENT));
-        assert_eq!(r.set_status(99, None), Err(EINVAL));
-        assert_eq!(r.set_status(1000, None), Err(EINVAL));
-        assert_eq!(r.set_status(200, Some(b"O\nK")), Err(EINVAL));
-        r.add_header(b"Set-Cookie", b"a=1").unwrap();
-        r.add_header(b"Set-Cookie", b"b=2").unwrap();
-        r.set_status(599, Some(b"")).unwrap();
-        let mut q = OutQueue::default();
-        r.flush(true, &cx(11), &mut q).unwrap();
-        let s = text(&q);
-        assert!(s.starts_with("HTTP/1.1 599 \r\n"));
-        assert!(s.contains("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"));
-        assert_eq!(r.set_header(b"X-Late", b"v"), Err(EALREADY));
     }
 
     #[test]

@@ -1,16 +1,13 @@
 //! A connection as its loop sees it: the socket, the read buffer lent from the loop's pool,
 //! the request being read, and the connection's own output queue.
 
-use std::ffi::c_void;
-use std::io::{self, ErrorKind};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mio::net::TcpStream;
-
 use super::event_loop::ConnKey;
+use super::link::Link;
 use super::session::Session;
 use crate::errors::ECONNRESET;
 use crate::http::chunked::ChunkedDecoder;
@@ -49,7 +46,8 @@ pub(super) enum Phase {
 
 pub(super) struct Conn {
     pub(super) key: ConnKey,
-    pub(super) stream: TcpStream,
+    /// The transport, shared with the session it carries (see `Link`).
+    pub(super) link: Arc<Link>,
     pub(super) peer: SocketAddr,
     pub(super) rbuf: Vec<u8>,
     pub(super) rpos: usize,
@@ -92,6 +90,7 @@ impl Conn {
             return Read::Ok(0);
         }
         let mut added = 0;
+        let mut transport = self.link.lock();
         loop {
             if self.rbuf.len() - self.rpos >= limit {
                 return Read::Full;
@@ -108,21 +107,14 @@ impl Conn {
                 self.rbuf.reserve(READ_CHUNK);
             }
             let spare = self.rbuf.spare_capacity_mut();
-            // SAFETY: recv writes at most spare.len() bytes into the spare capacity.
-            let n = unsafe {
-                crate::sys::recv(
-                    self.stream.as_raw_fd(),
-                    spare.as_mut_ptr() as *mut c_void,
-                    spare.len(),
-                    0,
-                )
-            };
-            if n > 0 {
-                let short = (n as usize) < spare.len();
-                // SAFETY: the kernel initialised n bytes.
-                unsafe { self.rbuf.set_len(self.rbuf.len() + n as usize) };
-                added += n as usize;
-                if short && !self.peer_done {
+            let room = spare.len();
+            let read = transport.read(spare);
+            if let Ok(n @ 1..) = read {
+                let short = n < room;
+                // SAFETY: the transport initialised n bytes of the spare capacity.
+                unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+                added += n;
+                if short && !self.peer_done && !transport.has_buffered_input() {
                     // A short read emptied the socket; with edge-triggered polling any later
                     // data raises a new event, so another recv would only return EAGAIN.
                     self.readable = false;
@@ -130,11 +122,13 @@ impl Conn {
                 }
                 continue;
             }
-            if n == 0 {
-                self.read_closed = true;
-                return Read::Eof;
-            }
-            let e = io::Error::last_os_error();
+            let e = match read {
+                Ok(_) => {
+                    self.read_closed = true;
+                    return Read::Eof;
+                }
+                Err(e) => e,
+            };
             match e.kind() {
                 ErrorKind::WouldBlock => {
                     self.readable = false;

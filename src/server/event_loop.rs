@@ -5,7 +5,6 @@ use std::cell::Cell;
 use std::ffi::c_void;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use parking_lot::Mutex;
 use super::clock;
 use super::connection::{BodyState, Conn, Phase, Read};
 use super::handles::{self, Handle};
+use super::link::Link;
 use super::recycle::Recycler;
 use super::routes::Match;
 use super::runtime::Runtime;
@@ -28,6 +28,8 @@ use crate::http::compress::CompressorPool;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::{parse_head_into, BodyFraming, HttpError, Limits, Request};
 use crate::http::response::{Context, Response};
+use crate::io::{Tcp, Transport};
+use crate::proto::h1::{self, ResponseEncoder};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 4096;
@@ -334,22 +336,17 @@ impl EventLoop {
         best.clone()
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr) {
+        self.add_transport(Transport::Tcp(Tcp::new(stream)), peer);
+    }
+
+    fn add_transport(&mut self, transport: Transport, peer: SocketAddr) {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        if idx >= LISTENER_BASE
-            || self
-                .poll
-                .registry()
-                .register(
-                    &mut stream,
-                    Token(idx),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_err()
-        {
+        let link = Arc::new(Link::new(transport));
+        if idx >= LISTENER_BASE || link.register(self.poll.registry(), Token(idx)).is_err() {
             self.free.push(idx);
             self.shared.release_connection();
             return;
@@ -362,7 +359,7 @@ impl EventLoop {
                 index: idx as u32,
                 serial: self.serial,
             },
-            stream,
+            link,
             peer,
             rbuf: Vec::new(),
             rpos: 0,
@@ -411,26 +408,9 @@ impl EventLoop {
             s.fail(reason);
             s.drive(&mut OutQueue::default());
         }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
         conn.rpos = conn.rbuf.len();
         conn.release_idle_buffer(&mut self.buffers);
-        if reset {
-            // SO_LINGER 0: close() sends a reset instead of a graceful FIN.
-            let linger = libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            // SAFETY: valid fd and a correctly sized option value.
-            unsafe {
-                libc::setsockopt(
-                    conn.stream.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    &linger as *const libc::linger as *const c_void,
-                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                );
-            }
-        }
+        conn.link.close(self.poll.registry(), reset);
         drop(conn);
         self.free.push(idx);
         self.shared.release_connection();
@@ -497,7 +477,7 @@ impl EventLoop {
         if conn.direct.is_empty() {
             return Some(true);
         }
-        match conn.direct.write_to(conn.stream.as_raw_fd()) {
+        match conn.link.write(&mut conn.direct) {
             Ok(n) => {
                 if n > 0 {
                     conn.direct_progress = clock::now();
@@ -546,7 +526,7 @@ impl EventLoop {
                     }
                     // Half-close and keep reading for a while, so a client still sending
                     // its request reads our response instead of a reset.
-                    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                    conn.link.shutdown_write();
                     let until = clock::now() + LINGER;
                     *linger_until = Some(until);
                     conn.deadline = Some(until);
@@ -828,9 +808,10 @@ impl EventLoop {
             return;
         };
         let before = conn.direct.len();
-        let _ = r.flush(true, &cx, &mut conn.direct);
+        let mut encoder = ResponseEncoder::default();
+        let _ = h1::flush(&mut r, &mut encoder, true, &cx, &mut conn.direct);
         conn.direct_progress = clock::now();
-        let body = conn.direct.len() - before - r.head_len();
+        let body = conn.direct.len() - before - encoder.head_len();
         rt.access_log(&conn.peer, request, status, body as u64);
     }
 
@@ -867,13 +848,12 @@ impl EventLoop {
                 return;
             }
         };
-        let fd = conn.stream.as_raw_fd();
         // More pipelined requests wait, or earlier responses are still batched: hold this
         // response so the batch leaves in one send, in order.
         let hold = conn.rpos < conn.rbuf.len() || !conn.direct.is_empty();
         let start = Start {
             conn: conn.key,
-            fd,
+            link: &conn.link,
             request,
             body,
             peer: conn.peer,

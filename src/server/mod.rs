@@ -5,6 +5,7 @@ pub mod config;
 mod connection;
 pub mod event_loop;
 pub mod handles;
+pub mod link;
 pub mod log;
 pub mod module;
 pub mod pool;

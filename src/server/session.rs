@@ -8,7 +8,6 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ffi::{c_int, c_void};
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::clock;
 use super::event_loop::{Command, ConnKey, LoopShared};
 use super::handles::{self, Handle};
+use super::link::Link;
 use crate::abi::{
     httpsrv_close_fn, httpsrv_done_fn, httpsrv_session, httpsrv_task_fn, HTTPSRV_DONE,
     HTTPSRV_PENDING,
@@ -26,6 +26,7 @@ use crate::http::lent::Lent;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
 use crate::http::response::{accepted_coding, Context, Response};
+use crate::proto::h1::{self, ResponseEncoder};
 
 /// Largest request head buffer a retired session keeps for the next parse.
 const RETIRED_REQUEST_BYTES: usize = 16 * 1024;
@@ -42,6 +43,8 @@ pub struct AsyncFlush {
 /// Everything about a session that changes; guarded by the session's mutex.
 struct State {
     response: Response,
+    /// Turns the response's flushes into bytes for `out`.
+    encoder: ResponseEncoder,
     out: OutQueue,
     /// Framed bytes ever queued, and of those handed to the kernel.
     queued_total: u64,
@@ -78,7 +81,8 @@ pub struct Session {
     pub handle: Handle,
     pub(super) lp: Arc<LoopShared>,
     conn: ConnKey,
-    fd: RawFd,
+    /// The connection's transport: written under the session lock (see `write_now`).
+    link: Arc<Link>,
     request: Request,
     body: Vec<u8>,
     peer: SocketAddr,
@@ -120,9 +124,9 @@ fn socket_errno(e: &std::io::Error) -> c_int {
 }
 
 /// What the loop knows about a request when it starts a session for it.
-pub struct Start {
+pub struct Start<'a> {
     pub conn: ConnKey,
-    pub fd: RawFd,
+    pub link: &'a Arc<Link>,
     pub request: Request,
     pub body: Vec<u8>,
     pub peer: SocketAddr,
@@ -136,6 +140,7 @@ impl State {
     fn new(hold: bool) -> State {
         State {
             response: Response::default(),
+            encoder: ResponseEncoder::default(),
             out: OutQueue::default(),
             queued_total: 0,
             bytes_sent: 0,
@@ -163,6 +168,7 @@ impl State {
     fn restart(&mut self, hold: bool) {
         let State {
             response,
+            encoder,
             out,
             queued_total,
             bytes_sent,
@@ -182,6 +188,7 @@ impl State {
             hold: held,
         } = self;
         debug_assert!(response.pending_len() == 0 && out.is_empty() && async_flushes.is_empty());
+        encoder.reset();
         *queued_total = 0;
         *bytes_sent = 0;
         *last_progress = clock::now();
@@ -212,7 +219,7 @@ impl Session {
             handle: 0,
             lp: lp.clone(),
             conn: start.conn,
-            fd: start.fd,
+            link: start.link.clone(),
             request: start.request,
             body: start.body,
             peer: start.peer,
@@ -226,11 +233,13 @@ impl Session {
     /// The previous request is handed back through `start.request`, so its buffers serve the
     /// next parse. None when the handle table is full (a retired session is never shared, so
     /// `get_mut` does not fail).
-    pub fn restart(spare: Retired, start: &mut Start) -> Option<Arc<Session>> {
+    pub fn restart(spare: Retired, start: &mut Start<'_>) -> Option<Arc<Session>> {
         let mut spare = spare.0;
         let me = Arc::get_mut(&mut spare)?;
         me.conn = start.conn;
-        me.fd = start.fd;
+        if !Arc::ptr_eq(&me.link, start.link) {
+            me.link = start.link.clone();
+        }
         std::mem::swap(&mut me.request, &mut start.request);
         me.body = std::mem::take(&mut start.body);
         me.peer = start.peer;
@@ -322,7 +331,13 @@ impl Session {
     fn queue_flush(&self, st: &mut State, last: bool) -> Result<u64, c_int> {
         let before = st.out.len();
         let cx = self.context(st.response.head_sent());
-        if let Err(e) = st.response.flush(last, &cx, &mut st.out) {
+        let State {
+            response,
+            encoder,
+            out,
+            ..
+        } = st;
+        if let Err(e) = h1::flush(response, encoder, last, &cx, out) {
             if st.response.finished() && e != EALREADY {
                 // The filters failed mid-response: send what is queued, then close.
                 st.truncated = true;
@@ -337,14 +352,15 @@ impl Session {
         Ok(st.queued_total)
     }
 
-    /// Hands queued bytes to the kernel, under the session lock. The loop thread calls it; so
-    /// does a blocking flush on another thread when the session is not held. That is safe
-    /// because the loop closes the socket only after ending the session under this lock.
+    /// Hands queued bytes to the transport, under the session lock. The loop thread calls it;
+    /// so does a blocking flush on another thread when the session is not held. The session
+    /// lock keeps them apart; the link's lock keeps them apart from the loop's own reads and
+    /// writes, and a link the loop closed fails every write.
     fn write_now(&self, st: &mut State) {
         if st.ended.is_some() || st.hold {
             return;
         }
-        match st.out.write_to(self.fd) {
+        match self.link.write(&mut st.out) {
             Ok(0) => {}
             Ok(n) => {
                 st.bytes_sent += n as u64;
@@ -679,10 +695,10 @@ impl Session {
                 st.close_done = true;
             }
             let ended = Progress::Ended {
-                keep_alive: reason == 0 && st.response.keep_alive(),
+                keep_alive: reason == 0 && st.encoder.keep_alive(),
                 reset: st.must_reset,
                 status: st.response.status(),
-                body_sent: st.bytes_sent.saturating_sub(st.response.head_len() as u64),
+                body_sent: st.bytes_sent.saturating_sub(st.encoder.head_len() as u64),
             };
             self.release_if_done(st);
             return ended;
