@@ -18,3 +18,10 @@ pub fn tick() {
 pub fn now() -> Instant {
     LOOP_NOW.with(Cell::get).unwrap_or_else(Instant::now)
 }
+
+/// Tests: this thread's loop time is `at` until the next `tick`, so timeouts can be tested
+/// without waiting for them.
+#[cfg(test)]
+pub fn set(at: Instant) {
+    LOOP_NOW.with(|c| c.set(Some(at)));
+}

@@ -1045,3 +1045,7 @@ fn run_task(handle: Handle, task: TaskFn, userdata: usize) {
         s.post_done();
     }
 }
+
+#[cfg(test)]
+#[path = "event_loop_tests.rs"]
+mod tests;
