@@ -121,7 +121,7 @@ pub(crate) fn session_of(sess: *mut httpsrv_session) -> Result<SessionRef, c_int
     if let Some(p) = crate::server::session::running(handle) {
         return Ok(SessionRef::Running(p));
     }
-    crate::server::handles::get(handle)
+    crate::server::session::lookup(handle)
         .map(SessionRef::Shared)
         .ok_or(crate::errors::ESTALE)
 }

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::event_loop::ConnKey;
 use super::link::Link;
+use super::loop_shared::ConnKey;
 use super::session::Session;
 use crate::errors::ECONNRESET;
 use crate::http::chunked::ChunkedDecoder;

@@ -1,30 +1,28 @@
 //! One event loop per thread (mio): accepts, reads and parses requests, dispatches them, and
 //! drives sessions' output. Each connection belongs to exactly one loop.
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use parking_lot::Mutex;
 
 use super::clock;
 use super::connection::{BodyState, Conn, Phase, Read};
-use super::handles::{self, Handle};
+use super::handles::Handle;
 use super::link::Link;
+use super::loop_shared::{Command, ConnKey, LoopShared, Siblings, TaskFn, CURRENT_LOOP};
 use super::recycle::Recycler;
 use super::routes::Match;
 use super::runtime::Runtime;
-use super::session::{run_handler, Progress, Start};
+use super::session::{run_handler, PoolHandler, Progress, Start};
 use crate::abi::httpsrv_session;
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::compress::CompressorPool;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::{parse_head_into, BodyFraming, HttpError, Limits, Request};
 use crate::http::response::{Context, Response};
@@ -41,109 +39,6 @@ const TURN_REQUESTS: usize = 32;
 const DIRECT_HIGH_WATER: usize = 64 * 1024;
 /// Most a rejected client may still send while lingering.
 const LINGER_BYTES: usize = 1 << 20;
-
-thread_local! {
-    static CURRENT_LOOP: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Identifies a connection on its loop; the serial tells a reused slot from the old one.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct ConnKey {
-    index: u32,
-    serial: u32,
-}
-
-type TaskFn = unsafe extern "C" fn(*mut httpsrv_session, *mut c_void);
-
-pub enum Command {
-    /// Drive this connection's session: output was queued, or it ended.
-    Wake(ConnKey),
-    /// Run a task posted with `httpsrv_session_post`.
-    Post {
-        conn: ConnKey,
-        handle: Handle,
-        task: TaskFn,
-        userdata: usize,
-    },
-    /// Stop accepting, close idle connections, end the rest at the deadline.
-    Stop { grace: Duration },
-    /// Serve a connection another loop of the server accepted (see `EventLoop::accept`).
-    Adopt {
-        stream: std::net::TcpStream,
-        peer: SocketAddr,
-    },
-}
-
-/// The loops of one server, filled once all have started: a loop that accepts a connection
-/// hands it to the one that holds the fewest.
-pub type Siblings = Arc<OnceLock<Vec<Arc<LoopShared>>>>;
-
-#[derive(Default)]
-struct Inbox {
-    commands: Vec<Command>,
-    closed: bool,
-}
-
-/// The part of a loop other threads may touch.
-pub struct LoopShared {
-    pub id: usize,
-    pub rt: Arc<Runtime>,
-    /// Counters for `httpsrv_server_stats`. `requests` and `sent_by_loop` have one writer, the
-    /// loop thread, so a load and a store count them: no read-modify-write per request or send.
-    pub requests: AtomicU64,
-    sent_by_loop: AtomicU64,
-    /// Bytes written by other threads (a blocking flush sends from its own thread).
-    sent_elsewhere: AtomicU64,
-    /// Connections this loop holds, or has been handed and not yet adopted.
-    connections: AtomicUsize,
-    /// Deflate states reused by this loop's compressed responses.
-    pub compressors: CompressorPool,
-    inbox: Mutex<Inbox>,
-    waker: Waker,
-}
-
-impl LoopShared {
-    pub fn is_current(&self) -> bool {
-        CURRENT_LOOP.with(|c| c.get()) == self.id
-    }
-
-    /// Counts bytes handed to the kernel for this loop's connections, from any thread.
-    pub fn count_sent(&self, n: usize) {
-        if self.is_current() {
-            let before = self.sent_by_loop.load(Ordering::Relaxed);
-            self.sent_by_loop
-                .store(before + n as u64, Ordering::Relaxed);
-        } else {
-            self.sent_elsewhere.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    }
-
-    /// A connection this loop held, or was handed, is gone (or was never taken).
-    fn release_connection(&self) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
-        self.rt.release_connection();
-    }
-
-    /// Bytes handed to the kernel since the loop started.
-    pub fn bytes_sent(&self) -> u64 {
-        self.sent_by_loop.load(Ordering::Relaxed) + self.sent_elsewhere.load(Ordering::Relaxed)
-    }
-
-    /// Queues a command for the loop; false once the loop has exited.
-    pub fn send(&self, cmd: Command) -> bool {
-        let mut inbox = self.inbox.lock();
-        if inbox.closed {
-            return false;
-        }
-        let was_empty = inbox.commands.is_empty();
-        inbox.commands.push(cmd);
-        drop(inbox);
-        if was_empty {
-            let _ = self.waker.wake();
-        }
-        true
-    }
-}
 
 pub struct EventLoop {
     poll: Poll,
@@ -181,17 +76,7 @@ impl EventLoop {
         }
         Ok(EventLoop {
             poll,
-            shared: Arc::new(LoopShared {
-                id,
-                rt,
-                requests: AtomicU64::new(0),
-                sent_by_loop: AtomicU64::new(0),
-                sent_elsewhere: AtomicU64::new(0),
-                connections: AtomicUsize::new(0),
-                compressors: CompressorPool::default(),
-                inbox: Mutex::new(Inbox::default()),
-                waker,
-            }),
+            shared: Arc::new(LoopShared::new(id, rt, waker)),
             listeners: mio_listeners,
             conns: Vec::new(),
             free: Vec::new(),
@@ -873,7 +758,12 @@ impl EventLoop {
             return;
         };
         if pool {
-            if !lp.rt.pool.submit(session.clone(), handler, userdata) {
+            let job = Box::new(PoolHandler {
+                session: session.clone(),
+                handler,
+                userdata,
+            });
+            if !lp.rt.pool.submit(job) {
                 session.fail(ECANCELED);
                 session.handler_returned(crate::abi::HTTPSRV_PENDING);
             }
@@ -1041,7 +931,7 @@ fn run_task(handle: Handle, task: TaskFn, userdata: usize) {
             userdata as *mut c_void,
         )
     };
-    if let Some(s) = handles::get(handle) {
+    if let Some(s) = super::session::lookup(handle) {
         s.post_done();
     }
 }

@@ -1,25 +1,20 @@
 //! The worker pool that runs `HTTPSRV_ROUTE_POOL` handlers, where they may block.
 
 use std::collections::VecDeque;
-use std::ffi::c_void;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::routes::HandlerFn;
-use super::session::{run_handler, Session};
-use crate::abi::HTTPSRV_PENDING;
-
-struct Job {
-    session: Arc<Session>,
-    handler: HandlerFn,
-    userdata: usize,
+/// Work for the pool: run on a worker thread, or cancelled when the pool shuts down first.
+pub trait Job: Send {
+    fn run(self: Box<Self>);
+    fn cancel(self: Box<Self>);
 }
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<Box<dyn Job>>,
     closed: bool,
 }
 
@@ -49,17 +44,13 @@ impl Pool {
         Ok(())
     }
 
-    /// Queues a handler; false when the pool is shut down.
-    pub fn submit(&self, session: Arc<Session>, handler: HandlerFn, userdata: *mut c_void) -> bool {
+    /// Queues a job; false (and the job is dropped) when the pool is shut down.
+    pub fn submit(&self, job: Box<dyn Job>) -> bool {
         let mut q = self.shared.queue.lock();
         if q.closed {
             return false;
         }
-        q.jobs.push_back(Job {
-            session,
-            handler,
-            userdata: userdata as usize,
-        });
+        q.jobs.push_back(job);
         drop(q);
         self.shared.ready.notify_one();
         true
@@ -67,15 +58,14 @@ impl Pool {
 
     /// Lets running handlers finish, drops queued ones, and joins every worker.
     pub fn shutdown(&self) {
-        let dropped: Vec<Job> = {
+        let dropped: Vec<Box<dyn Job>> = {
             let mut q = self.shared.queue.lock();
             q.closed = true;
             q.jobs.drain(..).collect()
         };
         self.shared.ready.notify_all();
         for job in dropped {
-            // Never ran: its session already ended with the server's stop.
-            job.session.handler_returned(HTTPSRV_PENDING);
+            job.cancel();
         }
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
@@ -98,14 +88,11 @@ fn worker(shared: &Shared) {
                 shared.ready.wait(&mut q);
             }
         };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_handler(&job.session, job.handler, job.userdata as *mut c_void)
-        }));
+        // The job drops what it holds when it returns: lent memory may be due for release then.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
         if outcome.is_err() {
-            crate::server::log::global_error("panic in a pool handler's session");
+            crate::server::log::global_error("panic in a pool job");
         }
-        // The job may hold the last reference to the session and, through it, lent memory.
-        drop(job);
         crate::http::lent::run_releases();
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::event_loop::LoopShared;
+use super::loop_shared::LoopShared;
 use super::session::{Retired, Session, Start};
 use crate::http::request::Request;
 

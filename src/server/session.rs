@@ -14,9 +14,9 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::clock;
-use super::event_loop::{Command, ConnKey, LoopShared};
-use super::handles::{self, Handle};
+use super::handles::{Handle, Table};
 use super::link::Link;
+use super::loop_shared::{Command, ConnKey, LoopShared};
 use crate::abi::{
     httpsrv_close_fn, httpsrv_done_fn, httpsrv_session, httpsrv_task_fn, HTTPSRV_DONE,
     HTTPSRV_PENDING,
@@ -90,6 +90,15 @@ pub struct Session {
     keep_alive: bool,
     state: Mutex<State>,
     cond: Condvar,
+}
+
+/// Every live session by handle, process-wide: it outlives every server, so a handle kept by a
+/// module after its server is gone still finds nothing (see `handles`).
+static SESSIONS: Table<Session> = Table::new();
+
+/// The live session behind a handle; None once it is stale (or for a handle never issued).
+pub fn lookup(handle: Handle) -> Option<Arc<Session>> {
+    SESSIONS.get(handle)
 }
 
 /// What the loop should do with the connection after driving its session.
@@ -251,7 +260,7 @@ impl Session {
     /// Puts a session nothing else holds into the handle table under a fresh handle.
     fn register(mut session: Arc<Session>) -> Option<Arc<Session>> {
         let mut made = None;
-        handles::insert(session.lp.id, |handle| {
+        SESSIONS.insert(session.lp.id, |handle| {
             // Still the only reference: nothing can reach it before it is in the table.
             if let Some(me) = Arc::get_mut(&mut session) {
                 me.handle = handle;
@@ -605,7 +614,7 @@ impl Session {
         let done = st.close_done && !st.handler_running && st.pending_posts == 0;
         drop(st);
         if done {
-            handles::remove(self.handle);
+            SESSIONS.remove(self.handle);
         }
     }
 
@@ -703,6 +712,28 @@ impl Session {
             self.release_if_done(st);
             return ended;
         }
+    }
+}
+
+/// A pool route's handler, queued for a worker thread.
+pub struct PoolHandler {
+    pub session: Arc<Session>,
+    pub handler: super::routes::HandlerFn,
+    pub userdata: *mut c_void,
+}
+
+// SAFETY: the session is shared between threads anyway; `userdata` is the module's opaque
+// pointer, which a pool route's contract lets its handler use on a worker thread.
+unsafe impl Send for PoolHandler {}
+
+impl super::pool::Job for PoolHandler {
+    fn run(self: Box<Self>) {
+        run_handler(&self.session, self.handler, self.userdata);
+    }
+
+    fn cancel(self: Box<Self>) {
+        // Never ran: its session already ended with the server's stop.
+        self.session.handler_returned(HTTPSRV_PENDING);
     }
 }
 
