@@ -2,6 +2,8 @@
 //! and stream their responses. The C contract is in `include/httpsrv.h` (generated from the
 //! `ffi` module by cbindgen).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod abi;
 pub mod errors;
 pub mod ffi;

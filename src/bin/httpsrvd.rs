@@ -5,6 +5,8 @@
 //! Exit codes: 0 clean stop, 1 other runtime failure, 2 bad usage, 3 rejected option,
 //! 4 listen failure, 5 module load failure.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::{c_char, c_int, c_uint, CStr, CString, OsString};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -315,7 +317,8 @@ fn run(config: &Config) -> Result<(), Failure> {
     // landing on a library thread.
     let stop_signals = block_stop_signals()?;
 
-    // SAFETY: plain C API calls; every pointer passed is a live CString or the server handle.
+    // SAFETY: no arguments. `server.0` (NULL returns just below) then stays a live server
+    // until `server` drops, as the calls below require of their `srv`.
     // (The crate declares `httpsrv_server_new` safe; the allow keeps this compiling either way.)
     #[allow(unused_unsafe)]
     let server = Server(unsafe { httpsrv_server_new() });
@@ -327,6 +330,7 @@ fn run(config: &Config) -> Result<(), Failure> {
     }
 
     for (key, value) in &config.sets {
+        // SAFETY: `server.0` as above; `key` and `value` are live CStrings.
         let err = unsafe { httpsrv_server_set(server.0, key.as_ptr(), value.as_ptr()) };
         Failure::check(err, EXIT_OPTION, || {
             format!(
@@ -338,6 +342,7 @@ fn run(config: &Config) -> Result<(), Failure> {
     }
 
     for addr in &config.listen {
+        // SAFETY: `server.0` as above; `addr` is a live CString.
         let err = unsafe { httpsrv_server_listen(server.0, addr.as_ptr()) };
         Failure::check(err, EXIT_LISTEN, || {
             format!("cannot listen on {}", addr.to_string_lossy())
@@ -346,6 +351,7 @@ fn run(config: &Config) -> Result<(), Failure> {
 
     for module in &config.modules {
         let args = module.args.as_ref().map_or(ptr::null(), |a| a.as_ptr());
+        // SAFETY: `server.0` as above; `path` is a live CString, `args` one or NULL.
         let err = unsafe { httpsrv_server_load_module(server.0, module.path.as_ptr(), args) };
         Failure::check(err, EXIT_MODULE, || {
             format!("cannot load module {}", module.path.to_string_lossy())
@@ -354,6 +360,8 @@ fn run(config: &Config) -> Result<(), Failure> {
 
     // After the modules, so a clash with a module's route names the --stats flag.
     for path in &config.stats {
+        // SAFETY: `server.0` as above; `path` is a live CString. The handler's userdata is that
+        // same server, which its routes never outlive (freeing it stops them first).
         let err = unsafe {
             httpsrv_server_route(
                 server.0,
@@ -369,12 +377,14 @@ fn run(config: &Config) -> Result<(), Failure> {
         })?;
     }
 
+    // SAFETY: `server.0` as above.
     let err = unsafe { httpsrv_server_start(server.0) };
     Failure::check(err, EXIT_RUNTIME, || "cannot start the server".to_string())?;
 
     // Listener i is the i-th successful listen call.
     let mut lines = String::new();
     for (index, addr) in config.listen.iter().enumerate() {
+        // SAFETY: `server.0` as above.
         let port = unsafe { httpsrv_server_port(server.0, index) };
         let Ok(port) = u16::try_from(port) else {
             return Err(Failure::new(
@@ -401,6 +411,7 @@ fn run(config: &Config) -> Result<(), Failure> {
     wait_for_signal(&stop_signals)?;
     eprintln!("httpsrvd: stopping");
 
+    // SAFETY: `server.0` as above.
     let err = unsafe { httpsrv_server_stop(server.0, config.grace_ms) };
     drop(server);
     Failure::check(err, EXIT_RUNTIME, || {
@@ -492,7 +503,9 @@ unsafe fn cstr_to_string(p: *const c_char) -> Option<String> {
     if p.is_null() {
         None
     } else {
-        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+        // SAFETY: non-NULL, so NUL-terminated and valid for this call by this function's
+        // contract.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     }
 }
 

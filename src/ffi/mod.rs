@@ -80,7 +80,9 @@ pub(crate) unsafe fn c_bytes<'a>(p: *const c_char) -> Result<&'a [u8], c_int> {
     if p.is_null() {
         return Err(EINVAL);
     }
-    Ok(CStr::from_ptr(p).to_bytes())
+    // SAFETY: `p` is non-NULL here and, by this function's contract, NUL-terminated and
+    // valid for 'a.
+    Ok(unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
 /// Like `c_bytes`, but the text must be UTF-8.
@@ -88,7 +90,9 @@ pub(crate) unsafe fn c_bytes<'a>(p: *const c_char) -> Result<&'a [u8], c_int> {
 /// # Safety
 /// As for `c_bytes`.
 pub(crate) unsafe fn c_str<'a>(p: *const c_char) -> Result<&'a str, c_int> {
-    std::str::from_utf8(c_bytes(p)?).map_err(|_| EINVAL)
+    // SAFETY: `p` meets `c_bytes`'s contract, which is this function's own.
+    let bytes = unsafe { c_bytes(p) }?;
+    std::str::from_utf8(bytes).map_err(|_| EINVAL)
 }
 
 /// A session for the duration of one C call.
@@ -133,5 +137,7 @@ pub(crate) fn session_of(sess: *mut httpsrv_session) -> Result<SessionRef, c_int
 pub(crate) unsafe fn server_of<'a>(
     srv: *const httpsrv_server,
 ) -> Result<&'a crate::server::Server, c_int> {
-    (srv as *const crate::server::Server).as_ref().ok_or(EINVAL)
+    // SAFETY: by this function's contract `srv` is NULL (`as_ref` gives None) or the
+    // `Box<Server>` pointer that `httpsrv_server_new` returned and nothing has freed yet.
+    unsafe { (srv as *const crate::server::Server).as_ref() }.ok_or(EINVAL)
 }

@@ -61,9 +61,12 @@ pub unsafe extern "C" fn httpsrv_request_header(
     sess: *mut httpsrv_session,
     name: *const c_char,
 ) -> *const c_char {
-    string_getter("httpsrv_request_header", sess, |r| match c_bytes(name) {
-        Ok(n) => r.header_c(n).unwrap_or(std::ptr::null()),
-        Err(_) => std::ptr::null(),
+    string_getter("httpsrv_request_header", sess, |r| {
+        // SAFETY: `name` is NULL or a NUL-terminated string (this function's contract).
+        match unsafe { c_bytes(name) } {
+            Ok(n) => r.header_c(n).unwrap_or(std::ptr::null()),
+            Err(_) => std::ptr::null(),
+        }
     })
 }
 
@@ -98,8 +101,12 @@ pub unsafe extern "C" fn httpsrv_request_header_at(
         }
         let s = session_of(sess)?;
         let (n, v) = s.request().header_at_c(index).ok_or(ENOENT)?;
-        *name = n;
-        *value = v;
+        // SAFETY: both are non-NULL (checked above), so by this function's contract they point
+        // to writable `const char *` storage.
+        unsafe {
+            *name = n;
+            *value = v;
+        }
         Ok(())
     })
 }
@@ -120,7 +127,8 @@ pub unsafe extern "C" fn httpsrv_request_body(
             return std::ptr::null();
         };
         if !len.is_null() {
-            *len = s.body().len();
+            // SAFETY: non-NULL, so writable `size_t` storage by this function's contract.
+            unsafe { *len = s.body().len() };
         }
         if s.body().is_empty() {
             std::ptr::null()
@@ -153,7 +161,9 @@ pub unsafe extern "C" fn httpsrv_request_peer(
             return Err(ENOBUFS);
         }
         text.push(0);
-        std::ptr::copy_nonoverlapping(text.as_ptr() as *const c_char, buf, text.len());
+        // SAFETY: `buf` is non-NULL (checked above), so by this function's contract it has
+        // `cap` writable bytes, and `text.len() <= cap`; `text` is our own, apart from `buf`.
+        unsafe { std::ptr::copy_nonoverlapping(text.as_ptr() as *const c_char, buf, text.len()) };
         Ok(())
     })
 }

@@ -29,7 +29,8 @@ pub unsafe extern "C" fn httpsrv_response_status_set(
         let reason = if reason.is_null() {
             None
         } else {
-            Some(c_bytes(reason)?)
+            // SAFETY: non-NULL, so a NUL-terminated string by this function's contract.
+            Some(unsafe { c_bytes(reason) }?)
         };
         s.edit_response(|r| r.set_status(status, reason))
     })
@@ -50,7 +51,9 @@ pub unsafe extern "C" fn httpsrv_response_header_set(
 ) -> c_int {
     boundary("httpsrv_response_header_set", || {
         let s = session_of(sess)?;
-        let (name, value) = (c_bytes(name)?, c_bytes(value)?);
+        // SAFETY: `name` and `value` are NULL or NUL-terminated strings (this function's
+        // contract).
+        let (name, value) = unsafe { (c_bytes(name)?, c_bytes(value)?) };
         s.edit_response(|r| r.set_header(name, value))
     })
 }
@@ -68,7 +71,9 @@ pub unsafe extern "C" fn httpsrv_response_header_add(
 ) -> c_int {
     boundary("httpsrv_response_header_add", || {
         let s = session_of(sess)?;
-        let (name, value) = (c_bytes(name)?, c_bytes(value)?);
+        // SAFETY: `name` and `value` are NULL or NUL-terminated strings (this function's
+        // contract).
+        let (name, value) = unsafe { (c_bytes(name)?, c_bytes(value)?) };
         s.edit_response(|r| r.add_header(name, value))
     })
 }
@@ -85,7 +90,8 @@ pub unsafe extern "C" fn httpsrv_response_header_remove(
 ) -> c_int {
     boundary("httpsrv_response_header_remove", || {
         let s = session_of(sess)?;
-        let name = c_bytes(name)?;
+        // SAFETY: `name` is NULL or a NUL-terminated string (this function's contract).
+        let name = unsafe { c_bytes(name) }?;
         s.edit_response(|r| r.remove_header(name))
     })
 }
@@ -111,7 +117,9 @@ pub unsafe extern "C" fn httpsrv_response_append(
         let bytes = if len == 0 {
             &[][..]
         } else {
-            std::slice::from_raw_parts(data as *const u8, len)
+            // SAFETY: `data` is non-NULL (checked above), so by this function's contract it
+            // points to `len` readable bytes; the slice lives only for this call.
+            unsafe { std::slice::from_raw_parts(data as *const u8, len) }
         };
         s.append(bytes)
     })
@@ -140,7 +148,11 @@ pub unsafe extern "C" fn httpsrv_response_append_ref(
         if data.is_null() && len > 0 {
             return Err(EINVAL);
         }
-        s.append_lent(Lent::new(data.cast(), len, release, userdata))
+        // SAFETY: `Lent::new`'s contract is this function's: `data` points to `len` bytes that
+        // stay readable and unchanged until `release(userdata)` (or outlive the session when
+        // `release` is NULL); a NULL `data` comes only with `len` 0 (checked above).
+        let lent = unsafe { Lent::new(data.cast(), len, release, userdata) };
+        s.append_lent(lent)
     })
 }
 

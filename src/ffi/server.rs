@@ -31,7 +31,10 @@ pub unsafe extern "C" fn httpsrv_server_set(
     value: *const c_char,
 ) -> c_int {
     boundary("httpsrv_server_set", || {
-        server_of(srv)?.set(c_str(key)?, c_str(value)?)
+        // SAFETY: `srv` is NULL or a live server, `key` and `value` NULL or NUL-terminated
+        // strings (this function's contract).
+        let (server, key, value) = unsafe { (server_of(srv)?, c_str(key)?, c_str(value)?) };
+        server.set(key, value)
     })
 }
 
@@ -47,7 +50,10 @@ pub unsafe extern "C" fn httpsrv_server_listen(
     addr: *const c_char,
 ) -> c_int {
     boundary("httpsrv_server_listen", || {
-        server_of(srv)?.listen(c_str(addr)?)
+        // SAFETY: `srv` is NULL or a live server, `addr` NULL or a NUL-terminated string
+        // (this function's contract).
+        let (server, addr) = unsafe { (server_of(srv)?, c_str(addr)?) };
+        server.listen(addr)
     })
 }
 
@@ -58,9 +64,12 @@ pub unsafe extern "C" fn httpsrv_server_listen(
 /// `srv` is NULL or a live server.
 #[no_mangle]
 pub unsafe extern "C" fn httpsrv_server_port(srv: *const httpsrv_server, index: usize) -> c_int {
-    boundary_value("httpsrv_server_port", -1, || match server_of(srv) {
-        Ok(s) => s.port(index).map_or(-1, c_int::from),
-        Err(_) => -1,
+    boundary_value("httpsrv_server_port", -1, || {
+        // SAFETY: `srv` is NULL or a live server (this function's contract).
+        match unsafe { server_of(srv) } {
+            Ok(s) => s.port(index).map_or(-1, c_int::from),
+            Err(_) => -1,
+        }
     })
 }
 
@@ -83,7 +92,8 @@ pub unsafe extern "C" fn httpsrv_server_route(
     userdata: *mut c_void,
 ) -> c_int {
     boundary("httpsrv_server_route", || {
-        let server = server_of(srv)?;
+        // SAFETY: `srv` is NULL or a live server (this function's contract).
+        let server = unsafe { server_of(srv) }?;
         let handler = r#fn.ok_or(EINVAL)?;
         if flags & !HTTPSRV_ROUTE_POOL != 0 {
             return Err(EINVAL);
@@ -91,11 +101,14 @@ pub unsafe extern "C" fn httpsrv_server_route(
         let method = if method.is_null() {
             None
         } else {
-            Some(c_str(method)?)
+            // SAFETY: non-NULL, so a NUL-terminated string by this function's contract.
+            Some(unsafe { c_str(method) }?)
         };
+        // SAFETY: `path` is NULL or a NUL-terminated string (this function's contract).
+        let path = unsafe { c_str(path) }?;
         server.route(
             method,
-            c_str(path)?,
+            path,
             flags & HTTPSRV_ROUTE_POOL != 0,
             handler,
             userdata,
@@ -118,7 +131,10 @@ pub unsafe extern "C" fn httpsrv_server_load_module(
     args: *const c_char,
 ) -> c_int {
     boundary("httpsrv_server_load_module", || {
-        server_of(srv)?.load_module(srv, c_str(path)?, args)
+        // SAFETY: `srv` is NULL or a live server, `path` NULL or a NUL-terminated string
+        // (this function's contract); `args` is passed on to the module's init unread.
+        let (server, path) = unsafe { (server_of(srv)?, c_str(path)?) };
+        server.load_module(srv, path, args)
     })
 }
 
@@ -135,7 +151,8 @@ pub unsafe extern "C" fn httpsrv_server_set_logger(
     userdata: *mut c_void,
 ) -> c_int {
     boundary("httpsrv_server_set_logger", || {
-        server_of(srv)?.set_logger(r#fn, userdata);
+        // SAFETY: `srv` is NULL or a live server (this function's contract).
+        unsafe { server_of(srv) }?.set_logger(r#fn, userdata);
         Ok(())
     })
 }
@@ -148,7 +165,10 @@ pub unsafe extern "C" fn httpsrv_server_set_logger(
 /// `srv` is NULL or a live server.
 #[no_mangle]
 pub unsafe extern "C" fn httpsrv_server_start(srv: *mut httpsrv_server) -> c_int {
-    boundary("httpsrv_server_start", || server_of(srv)?.start())
+    boundary("httpsrv_server_start", || {
+        // SAFETY: `srv` is NULL or a live server (this function's contract).
+        unsafe { server_of(srv) }?.start()
+    })
 }
 
 /// Stops accepting, closes idle connections, gives in-flight responses up to `grace_ms` to
@@ -160,7 +180,10 @@ pub unsafe extern "C" fn httpsrv_server_start(srv: *mut httpsrv_server) -> c_int
 /// `srv` is NULL or a live server.
 #[no_mangle]
 pub unsafe extern "C" fn httpsrv_server_stop(srv: *mut httpsrv_server, grace_ms: c_uint) -> c_int {
-    boundary("httpsrv_server_stop", || server_of(srv)?.stop(grace_ms))
+    boundary("httpsrv_server_stop", || {
+        // SAFETY: `srv` is NULL or a live server (this function's contract).
+        unsafe { server_of(srv) }?.stop(grace_ms)
+    })
 }
 
 /// Stops the server if running, calls each module's `httpsrv_module_fini`, `dlclose`s the
@@ -175,8 +198,9 @@ pub unsafe extern "C" fn httpsrv_server_free(srv: *mut httpsrv_server) {
         if srv.is_null() {
             return;
         }
-        // SAFETY: the caller hands back the pointer `httpsrv_server_new` returned.
-        let server = Box::from_raw(srv as *mut Server);
+        // SAFETY: non-NULL, so by this function's contract the `Box<Server>` pointer that
+        // `httpsrv_server_new` returned, handed back once and not used afterwards.
+        let server = unsafe { Box::from_raw(srv as *mut Server) };
         server.free(srv);
     })
 }
@@ -203,8 +227,9 @@ pub unsafe extern "C" fn httpsrv_server_stats(
     out: *mut httpsrv_stats,
 ) -> c_int {
     boundary("httpsrv_server_stats", || {
-        let server = server_of(srv)?;
-        let out = out.as_mut().ok_or(EINVAL)?;
+        // SAFETY: `srv` is NULL or a live server, `out` NULL or writable `httpsrv_stats`
+        // storage (this function's contract); `as_mut` gives None for NULL.
+        let (server, out) = unsafe { (server_of(srv)?, out.as_mut().ok_or(EINVAL)?) };
         let (requests, open_connections, bytes_sent) = server.stats();
         *out = httpsrv_stats {
             requests,
@@ -229,7 +254,10 @@ pub unsafe extern "C" fn httpsrv_stats_handler(
     userdata: *mut c_void,
 ) -> c_int {
     boundary_value("httpsrv_stats_handler", -1, || {
-        let Ok(server) = server_of(userdata as *const httpsrv_server) else {
+        // SAFETY: `userdata` is the live server the route was registered on, or NULL
+        // (this function's contract).
+        let server = unsafe { server_of(userdata as *const httpsrv_server) };
+        let Ok(server) = server else {
             return -1;
         };
         let (requests, open, bytes) = server.stats();

@@ -19,8 +19,8 @@ pub struct Lent {
     userdata: *mut c_void,
 }
 
-// The module promises the bytes stay readable from any thread until `release`, and that
-// `release` may run on any library thread.
+// SAFETY: the module promises the bytes stay readable from any thread until `release`, and
+// that `release` may run on any library thread.
 unsafe impl Send for Lent {}
 
 impl Lent {
@@ -135,6 +135,7 @@ mod tests {
     #[test]
     fn release_runs_once_and_only_at_a_release_point() {
         static DATA: &[u8] = b"hello world";
+        // SAFETY: static bytes stay readable; `count` only counts.
         let mut l = unsafe { Lent::new(DATA.as_ptr(), DATA.len(), Some(count), 5 as *mut c_void) };
         l.advance(6);
         assert_eq!(l.bytes(), b"world");
@@ -144,6 +145,7 @@ mod tests {
         assert_eq!(RELEASED.load(Ordering::SeqCst), 5);
         run_releases();
         assert_eq!(RELEASED.load(Ordering::SeqCst), 5, "exactly once");
+        // SAFETY: no bytes and no release.
         drop(unsafe { Lent::new(DATA.as_ptr(), 0, None, std::ptr::null_mut()) });
         run_releases();
     }

@@ -926,6 +926,8 @@ mod tests {
                     assert_eq!(n, m);
                     assert_eq!(observed(&fresh), observed(&reused));
                     // The C strings end where the Rust ones do.
+                    // SAFETY: `path_c` is a NUL-terminated string owned by `reused`, unchanged
+                    // while `path` lives.
                     let path = unsafe { std::ffi::CStr::from_ptr(reused.path_c()) };
                     assert_eq!(path.to_bytes(), reused.path().as_bytes());
                 }
@@ -1321,6 +1323,8 @@ mod tests {
     #[test]
     fn c_strings() {
         let req = parse_ok(b"POST /p?a=1 HTTP/1.1\r\nHost: h\r\nX-Y: v w\r\nEmpty:\r\n\r\n");
+        // SAFETY: only given `*_c` strings of this Request (`req`, then moved as `shared`),
+        // which are NUL-terminated and alive meanwhile.
         let s = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
         let ptrs = (req.method_c(), req.target_c(), req.path_c(), req.query_c());
         assert_eq!(s(ptrs.0), b"POST");
@@ -1363,6 +1367,7 @@ mod tests {
             b"\r\nGET /a HTTP/1.0\r\nX:1\r\n\r\n",
             b"GET /%3F?%3F HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
         ];
+        // SAFETY: only given the `*_c` strings of the live `req`, which are NUL-terminated.
         let c = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
         for head in heads {
             let req = parse_ok(head);

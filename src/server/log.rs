@@ -15,8 +15,11 @@ pub struct Logger {
     userdata: *mut c_void,
 }
 
-// The userdata is the module's opaque pointer; the module promised it may be used from any thread.
+// SAFETY: the userdata is the module's opaque pointer, never dereferenced here; the module
+// promised it and its callback may be used from any thread.
 unsafe impl Send for Logger {}
+// SAFETY: as for `Send`; sharing a Logger only lets threads call the callback concurrently,
+// which the module allowed.
 unsafe impl Sync for Logger {}
 
 impl Default for Logger {

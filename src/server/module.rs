@@ -14,7 +14,8 @@ pub struct Module {
     fini: Option<FiniFn>,
 }
 
-// The dlopen handle is process-global; we only use it from the thread that frees the server.
+// SAFETY: the dlopen handle is process-global; we only use it from the thread that frees the
+// server.
 unsafe impl Send for Module {}
 
 fn dl_error() -> String {

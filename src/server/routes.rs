@@ -19,8 +19,11 @@ pub struct Route {
     pub userdata: *mut c_void,
 }
 
-// The userdata belongs to the module, which promised handlers may run on any library thread.
+// SAFETY: the userdata belongs to the module and is never dereferenced here; the module
+// promised its handlers may run, with it, on any library thread.
 unsafe impl Send for Route {}
+// SAFETY: as for `Send`; a shared Route only hands the same pointer to concurrent handler
+// calls, which that promise covers.
 unsafe impl Sync for Route {}
 
 #[derive(Default, Clone)]

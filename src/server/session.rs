@@ -74,7 +74,8 @@ struct State {
     hold: bool,
 }
 
-// The raw pointers are the module's opaque userdata, handed back to it unchanged.
+// SAFETY: the raw pointers are the module's opaque userdata, never dereferenced here and
+// handed back to it unchanged.
 unsafe impl Send for State {}
 
 pub struct Session {
