@@ -3,6 +3,7 @@
 //! `ffi` module by cbindgen).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod abi;
 pub mod errors;
