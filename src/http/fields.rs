@@ -167,12 +167,10 @@ impl Fields {
         }
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -188,14 +186,24 @@ impl Fields {
 
     /// Appends every field's line to `out` in order, leaving out fields named `skip`.
     pub fn write_lines(&self, out: &mut Vec<u8>, skip: Known) {
-        if !self.contains(skip) && self.live == self.bytes.len() {
+        self.write_lines_but(out, Some(skip));
+    }
+
+    /// Appends every field's line to `out` in order.
+    pub fn write_all_lines(&self, out: &mut Vec<u8>) {
+        self.write_lines_but(out, None);
+    }
+
+    fn write_lines_but(&self, out: &mut Vec<u8>, skip: Option<Known>) {
+        let skip = skip.filter(|&k| self.contains(k));
+        if skip.is_none() && self.live == self.bytes.len() {
             // No removed or replaced field in between: the buffer is the lines.
             out.extend_from_slice(&self.bytes);
             return;
         }
         for e in &self.entries {
             let name = e.name(&self.bytes);
-            if !token_eq_lower(name, skip.name()) {
+            if !skip.is_some_and(|k| token_eq_lower(name, k.name())) {
                 out.extend_from_slice(e.line(&self.bytes));
             }
         }

@@ -57,12 +57,16 @@ pub struct Head<'a> {
 pub struct Flush<'a> {
     pub head: Option<Head<'a>>,
     pub body: &'a mut Pending,
+    /// At the final flush, the trailer fields, if any.
+    pub trailers: Option<&'a Fields>,
 }
 
 pub struct Response {
     status: u16,
     reason: Option<Vec<u8>>,
     fields: Fields,
+    /// Fields sent after the body, where the protocol can carry them.
+    trailers: Fields,
     compression_mode: c_int,
     /// Body appended since the last flush.
     pending: Pending,
@@ -85,6 +89,7 @@ impl Default for Response {
             status: 200,
             reason: None,
             fields: Fields::default(),
+            trailers: Fields::default(),
             compression_mode: HTTPSRV_COMPRESS_AUTO,
             pending: Pending::default(),
             appended: 0,
@@ -151,6 +156,7 @@ impl Response {
             status,
             reason,
             fields,
+            trailers,
             compression_mode,
             pending,
             appended,
@@ -164,6 +170,7 @@ impl Response {
         *status = 200;
         *reason = None;
         fields.clear();
+        trailers.clear();
         *compression_mode = HTTPSRV_COMPRESS_AUTO;
         pending.clear();
         *appended = 0;
@@ -180,6 +187,7 @@ impl Response {
     pub fn shrink(&mut self, max: usize) {
         self.pending.shrink(max);
         self.fields.shrink(max);
+        self.trailers.shrink(max);
     }
 
     fn check_open(&self) -> Result<(), c_int> {
@@ -250,6 +258,19 @@ impl Response {
         Ok(())
     }
 
+    /// Adds a trailer field, sent after the body where the framing allows (chunked HTTP/1.1).
+    /// A response with trailers is not given a `Content-Length` of its own, so that its
+    /// framing can carry them. The trailer rules of `API.md` (fields that must not be trailers,
+    /// the `Trailer` announcement) come with its C function.
+    pub fn add_trailer(&mut self, name: &[u8], value: &[u8]) -> Result<(), c_int> {
+        let known = Self::check_field(name, value)?;
+        if self.finished || known.is_some() {
+            return Err(if self.finished { EALREADY } else { EINVAL });
+        }
+        self.trailers.push(name, value);
+        Ok(())
+    }
+
     pub fn remove_header(&mut self, name: &[u8]) -> Result<(), c_int> {
         if !is_token(name) {
             return Err(EINVAL);
@@ -267,6 +288,7 @@ impl Response {
         self.status = 200;
         self.reason = None;
         self.fields.clear();
+        self.trailers.clear();
         self.pending.clear();
         self.appended = 0;
         self.declared_length = None;
@@ -404,7 +426,7 @@ impl Response {
                 BodyLength::None
             } else if let Some(n) = self.declared_length {
                 BodyLength::Declared(n)
-            } else if last {
+            } else if last && self.trailers.is_empty() {
                 BodyLength::Exactly(self.pending.len() as u64)
             } else {
                 BodyLength::Unknown
@@ -419,6 +441,7 @@ impl Response {
         Ok(Flush {
             head,
             body: &mut self.pending,
+            trailers: (last && !self.trailers.is_empty()).then_some(&self.trailers),
         })
     }
 

@@ -4,7 +4,7 @@
 
 use std::ffi::c_int;
 
-use crate::http::fields::Known;
+use crate::http::fields::{Fields, Known};
 use crate::http::outqueue::OutQueue;
 use crate::http::pending::Pending;
 use crate::http::response::{BodyLength, Context, Head, Response};
@@ -65,7 +65,7 @@ pub fn flush(
     if let Some(head) = flush.head {
         encoder.encode_head(&head, cx, out);
     }
-    encoder.encode_body(flush.body, last, out);
+    encoder.encode_body(flush.body, last, flush.trailers, out);
     let frame_room = encoder.framing == Framing::Chunked;
     response.end_flush(last, frame_room);
     Ok(true)
@@ -150,21 +150,37 @@ impl ResponseEncoder {
     }
 
     /// Queues the flush's body, framed, and leaves `body` empty with its buffers (see
-    /// `Pending::queue`).
-    fn encode_body(&mut self, body: &mut Pending, last: bool, out: &mut OutQueue) {
+    /// `Pending::queue`). At the last flush of a chunked body, the last chunk carries the
+    /// trailer fields; other framings cannot carry them.
+    fn encode_body(
+        &mut self,
+        body: &mut Pending,
+        last: bool,
+        trailers: Option<&Fields>,
+        out: &mut OutQueue,
+    ) {
         let len = body.len();
         match self.framing {
             Framing::NoBody => return body.clear(),
             Framing::Chunked if len == 0 => {
                 if last {
-                    out.push_copy(b"0\r\n\r\n");
+                    out.push_with(|b| last_chunk(trailers, b));
                 }
                 return body.clear();
             }
             Framing::Chunked => {
                 let mut line = [0u8; 20];
                 let line = chunk_size_line(len, &mut line);
-                let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+                let mut with_trailers = Vec::new();
+                let end: &[u8] = match (last, trailers) {
+                    (false, _) => b"\r\n",
+                    (true, None) => b"\r\n0\r\n\r\n",
+                    (true, Some(_)) => {
+                        with_trailers.extend_from_slice(b"\r\n");
+                        last_chunk(trailers, &mut with_trailers);
+                        &with_trailers
+                    }
+                };
                 body.queue(Some((line, end)), out)
             }
             Framing::Length(_) | Framing::Close => body.queue(None, out),
@@ -178,6 +194,15 @@ impl ResponseEncoder {
             }
         }
     }
+}
+
+/// The last chunk, with the trailer section (RFC 9112 section 7.1.2).
+fn last_chunk(trailers: Option<&Fields>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n");
+    if let Some(t) = trailers {
+        t.write_all_lines(out);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A chunk-size line ("1a2b\r\n") written into `buf`, without allocating.
@@ -478,5 +503,37 @@ mod tests {
         assert!(s.starts_with("HTTP/1.1 599 \r\n"));
         assert!(s.contains("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"));
         assert_eq!(r.set_header(b"X-Late", b"v"), Err(EALREADY));
+    }
+
+    #[test]
+    fn the_last_chunk_carries_the_trailers() {
+        for streamed in [false, true] {
+            let mut r = Resp::default();
+            let mut q = OutQueue::default();
+            r.add_trailer(b"Server-Timing", b"db;dur=53").unwrap();
+            r.add_trailer(b"X-Checksum", b"abc").unwrap();
+            assert_eq!(r.add_trailer(b"Content-Length", b"5"), Err(EINVAL));
+            r.append(b"body", 0, 100).unwrap();
+            if streamed {
+                r.flush(false, &cx(11), &mut q).unwrap();
+            }
+            // A response whole at its first flush is still chunked, to carry its trailers.
+            r.flush(true, &cx(11), &mut q).unwrap();
+            let s = text(&q);
+            assert!(s.contains("Transfer-Encoding: chunked\r\n"), "{s}");
+            assert_eq!(
+                body_of(&s),
+                "4\r\nbody\r\n0\r\nServer-Timing: db;dur=53\r\nX-Checksum: abc\r\n\r\n"
+            );
+            assert_eq!(r.add_trailer(b"X-Late", b"1"), Err(EALREADY));
+        }
+        // An empty last flush after streamed chunks: the trailers follow the last chunk alone.
+        let mut r = Resp::default();
+        let mut q = OutQueue::default();
+        r.add_trailer(b"X-T", b"1").unwrap();
+        r.append(b"ab", 0, 100).unwrap();
+        r.flush(false, &cx(11), &mut q).unwrap();
+        r.flush(true, &cx(11), &mut q).unwrap();
+        assert_eq!(body_of(&text(&q)), "2\r\nab\r\n0\r\nX-T: 1\r\n\r\n");
     }
 }
