@@ -33,6 +33,14 @@ install_deps() {
 
 CFLAGS_BENCH=(-O2 -g -Wall -Wextra -Werror)
 
+# The directory cargo builds the tree at $ROOT into: CARGO_TARGET_DIR (relative to $ROOT,
+# where cargo runs) when it is set, else $ROOT/target.
+cargo_target_dir() {
+    local dir=${CARGO_TARGET_DIR:-target}
+    [[ $dir == /* ]] || dir=$ROOT/$dir
+    echo "$dir"
+}
+
 # Builds the library and host (cargo, unless NO_BUILD=1) and every C piece into $WORK/bin,
 # and writes the corpus into $WORK/corpus. httpsrvd is copied, so that a rebuild by someone
 # else during the run cannot swap the binary under it.
@@ -42,8 +50,10 @@ build_all() {
         log "cargo build --release"
         (cd "$ROOT" && timeout 1200 cargo build --release --quiet) || die "cargo build failed"
     fi
-    [[ -x $ROOT/target/release/httpsrvd ]] || die "no target/release/httpsrvd"
-    cp "$ROOT/target/release/httpsrvd" "$WORK/bin/httpsrvd"
+    local target
+    target=$(cargo_target_dir)
+    [[ -x $target/release/httpsrvd ]] || die "no $target/release/httpsrvd"
+    cp "$target/release/httpsrvd" "$WORK/bin/httpsrvd"
     local b="$WORK/bin"
     gcc "${CFLAGS_BENCH[@]}" -o "$b/corpus" "$BENCH/corpus.c"
     gcc -std=c11 "${CFLAGS_BENCH[@]}" -fPIC -shared -pthread -I"$ROOT/include" \
