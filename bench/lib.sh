@@ -1,4 +1,5 @@
 # bench/lib.sh - shell functions shared by bench/run.sh and bench/profile.sh.
+# shellcheck shell=bash
 # Sourced, not run. Expects: BENCH (this directory), ROOT (the repository), WORK (a temp
 # directory this run owns), THREADS (server threads / nginx workers), SERVER_CPUS.
 

@@ -123,6 +123,8 @@ callgrind_profile() {
     callgrind_control -d "$pid" >/dev/null
     local dump
     for ((i = 0; i < 50; i++)); do
+        # the newest dump; the names are ours (no spaces), so ls -t is safe here
+        # shellcheck disable=SC2012
         dump=$(ls -t "$WORK/callgrind.out.$name".*.[0-9]* 2>/dev/null | head -1 || true)
         [[ -n $dump ]] && break
         sleep 0.2
