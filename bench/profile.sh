@@ -190,7 +190,10 @@ if [[ ${CALLGRIND:-1} == 1 ]]; then
             }
             END {
                 x = ipr["before"] / ipr["httpsrv"]
-                printf "\nbefore / httpsrv: **%.3f** (> 1 favours the current tree: it executes %.1f%% %s instructions per request)\n", x, (x >= 1 ? 1 - 1 / x : 1 / x - 1) * 100, (x >= 1 ? "fewer" : "more")
+                pct = (x >= 1 ? 1 - 1 / x : 1 / x - 1) * 100
+                if (pct < 0.05) how = "the two are within 0.05% of each other"
+                else how = sprintf("the current tree executes %.1f%% %s instructions per request", pct, (x >= 1 ? "fewer" : "more"))
+                printf "\nbefore / httpsrv: **%.3f** (> 1 favours the current tree; %s)\n", x, how
             }' "$WORK/callgrind.totals"
     fi
 
