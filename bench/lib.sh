@@ -1,4 +1,5 @@
 # bench/lib.sh - shell functions shared by bench/run.sh and bench/profile.sh.
+# shellcheck shell=bash
 # Sourced, not run. Expects: BENCH (this directory), ROOT (the repository), WORK (a temp
 # directory this run owns), THREADS (server threads / nginx workers), SERVER_CPUS.
 
@@ -33,6 +34,14 @@ install_deps() {
 
 CFLAGS_BENCH=(-O2 -g -Wall -Wextra -Werror)
 
+# The directory cargo builds the tree at $ROOT into: CARGO_TARGET_DIR (relative to $ROOT,
+# where cargo runs) when it is set, else $ROOT/target.
+cargo_target_dir() {
+    local dir=${CARGO_TARGET_DIR:-target}
+    [[ $dir == /* ]] || dir=$ROOT/$dir
+    echo "$dir"
+}
+
 # Builds the library and host (cargo, unless NO_BUILD=1) and every C piece into $WORK/bin,
 # and writes the corpus into $WORK/corpus. httpsrvd is copied, so that a rebuild by someone
 # else during the run cannot swap the binary under it.
@@ -42,8 +51,10 @@ build_all() {
         log "cargo build --release"
         (cd "$ROOT" && timeout 1200 cargo build --release --quiet) || die "cargo build failed"
     fi
-    [[ -x $ROOT/target/release/httpsrvd ]] || die "no target/release/httpsrvd"
-    cp "$ROOT/target/release/httpsrvd" "$WORK/bin/httpsrvd"
+    local target
+    target=$(cargo_target_dir)
+    [[ -x $target/release/httpsrvd ]] || die "no $target/release/httpsrvd"
+    cp "$target/release/httpsrvd" "$WORK/bin/httpsrvd"
     local b="$WORK/bin"
     gcc "${CFLAGS_BENCH[@]}" -o "$b/corpus" "$BENCH/corpus.c"
     gcc -std=c11 "${CFLAGS_BENCH[@]}" -fPIC -shared -pthread -I"$ROOT/include" \
@@ -56,6 +67,55 @@ build_all() {
     gcc "${CFLAGS_BENCH[@]}" -o "$b/flush_latency" "$BENCH/flush_latency.c"
     "$b/corpus" "$WORK/corpus"
     chmod 755 "$WORK" "$WORK/corpus"
+}
+
+# BEFORE=<git revision> (run.sh, profile.sh): the httpsrvd of that revision, to compare the
+# current tree with. build_before REV checks REV out in a temporary git worktree under $WORK
+# (removed as soon as the binary is copied, and by cleanup if the run stops sooner), runs
+# `cargo build --release` there with CARGO_TARGET_DIR=BEFORE_TARGET_DIR, and copies the
+# binary to $WORK/bin/httpsrvd-before. BEFORE_TARGET_DIR defaults to /work/target-before when
+# /work is writable (else target/before in the current tree's target directory); it is kept,
+# so the next run rebuilds only httpsrv itself, not its dependencies. The module and corpus
+# stay those build_all made from the current tree (bench_module.c, include/httpsrv.h): only
+# the server differs. Sets BEFORE_SHA.
+BEFORE_WT=
+BEFORE_SHA=
+build_before() {
+    local rev=$1 target
+    BEFORE_SHA=$(git -C "$ROOT" rev-parse --verify --quiet "$rev^{commit}") ||
+        die "BEFORE=$rev is not a commit in $ROOT"
+    target=${BEFORE_TARGET_DIR:-}
+    if [[ -z $target ]]; then
+        if [[ -d /work && -w /work ]]; then
+            target=/work/target-before
+        else
+            target=$(cargo_target_dir)/before
+        fi
+    fi
+    [[ $target == /* ]] || target=$PWD/$target
+    mkdir -p "$target" "$WORK/bin"
+    BEFORE_WT=$WORK/before-src
+    log "BEFORE=$rev ($BEFORE_SHA): cargo build --release in a worktree at $BEFORE_WT, target $target"
+    timeout 120 git -C "$ROOT" worktree add --quiet --detach "$BEFORE_WT" "$BEFORE_SHA" >&2 ||
+        die "git worktree add $BEFORE_WT $BEFORE_SHA failed"
+    # a stale binary of another revision must not pass for this one
+    rm -f "$target/release/httpsrvd"
+    (cd "$BEFORE_WT" && CARGO_TARGET_DIR=$target timeout 1200 cargo build --release --quiet) ||
+        die "cargo build of BEFORE=$rev failed"
+    [[ -x $target/release/httpsrvd ]] || die "no $target/release/httpsrvd after building BEFORE=$rev"
+    cp "$target/release/httpsrvd" "$WORK/bin/httpsrvd-before"
+    remove_before_worktree
+}
+
+remove_before_worktree() {
+    [[ -n $BEFORE_WT ]] || return 0
+    # remove deletes the directory and git's record of it; if it cannot (git worktree add
+    # stopped halfway), delete the directory and let prune drop the record
+    if ! git -C "$ROOT" worktree remove --force "$BEFORE_WT" 2>/dev/null; then
+        rm -rf "$BEFORE_WT"
+        git -C "$ROOT" worktree prune 2>/dev/null || true
+    fi
+    BEFORE_WT=
 }
 
 # A TCP port on 127.0.0.1 that nothing listens on now (for nginx, which cannot bind port 0
@@ -99,14 +159,25 @@ wait_listen() {
     die "nothing answers on port $port"
 }
 
-# start_<server>: starts it pinned to SERVER_CPUS; sets SRV_PID (the process whose CPU time
-# counts: for nginx, the master, whose workers measure_pids lists) and SRV_PORT.
+# start_<server> TAG: starts it pinned to SERVER_CPUS; sets SRV_PID (the process whose CPU
+# time counts: for nginx, the master, whose workers measure_pids lists) and SRV_PORT.
+# start_httpsrv and start_before take extra words to put before the command (e.g. valgrind).
 start_httpsrv() {
-    local out="$WORK/httpsrv.$1.log" wrapper=()
-    shift
-    # extra words before the command, e.g. valgrind, come as arguments
+    start_httpsrvd httpsrv "$WORK/bin/httpsrvd" "$@"
+}
+
+# The BEFORE build (build_before), started exactly as httpsrv: same module, options and CPUs.
+start_before() {
+    [[ -x $WORK/bin/httpsrvd-before ]] || die "the server 'before' needs BEFORE=<git revision>"
+    start_httpsrvd before "$WORK/bin/httpsrvd-before" "$@"
+}
+
+# start_httpsrvd NAME BINARY TAG [WRAPPER...]
+start_httpsrvd() {
+    local bin=$2 out="$WORK/$1.$3.log" wrapper=()
+    shift 3
     wrapper=("$@")
-    taskset -c "$SERVER_CPUS" "${wrapper[@]}" "$WORK/bin/httpsrvd" --listen 127.0.0.1:0 \
+    taskset -c "$SERVER_CPUS" "${wrapper[@]}" "$bin" --listen 127.0.0.1:0 \
         --module "$WORK/bin/bench_module.so=$WORK/corpus" \
         --set "threads=$THREADS" --set keepalive_requests=100000000 \
         --set max_connections=20000 --grace-ms 200 >"$out" 2>&1 &
@@ -294,6 +365,7 @@ cleanup() {
         stop_pid "$pid"
     done
     STARTED_PIDS=()
+    remove_before_worktree
     if [[ ${KEEP:-0} == 1 ]]; then
         log "kept $WORK"
     else
@@ -313,6 +385,9 @@ machine_facts() {
     echo "- rustc: $(rustc --version)"
     echo "- gcc: $(gcc -dumpfullversion)"
     echo "- httpsrv: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' + uncommitted changes')"
+    if [[ -n ${BEFORE_SHA:-} ]]; then
+        echo "- before: BEFORE=$BEFORE, $(git -C "$ROOT" rev-parse --short "$BEFORE_SHA") ($(git -C "$ROOT" log -1 --format=%s "$BEFORE_SHA" | cut -c1-72))"
+    fi
 }
 
 # Percent of all CPUs busy over one second, from /proc/stat: taken while nothing of ours

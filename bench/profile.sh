@@ -22,8 +22,16 @@
 #    costs the server its wake-ups); else with `strace -c`, which slows the servers (the counts
 #    of sends and receives per request hold, epoll_wait's do not).
 #
-# Environment: PROFILE_SECONDS [10]  CONNS [16]  PEERS [1]  CALLGRIND [1]  PERF [auto|0]
-#   STRACE [1]  NO_BUILD=1
+# Before/after: BEFORE=<git revision> bench/profile.sh [WORKLOAD] builds that revision's
+# httpsrvd as bench/run.sh does (lib.sh's build_before: a temporary git worktree, cargo build
+# --release with CARGO_TARGET_DIR=BEFORE_TARGET_DIR [/work/target-before], the current
+# bench_module.so) and runs step 1 on it too, right after the current build and in the same
+# way, then prints the user-space instructions per request of httpsrv and before side by
+# side with their ratio. PEERS defaults to 0 then (no nginx, no floor); steps 2 and 3
+# profile the current build only.
+#
+# Environment: PROFILE_SECONDS [10]  CONNS [16]  PEERS [1; 0 with BEFORE]  CALLGRIND [1]
+#   PERF [auto|0]  STRACE [1]  NO_BUILD=1  BEFORE=<git revision>  BEFORE_TARGET_DIR
 #   PROFILE_OUT [/tmp/httpsrv-profile]: the raw callgrind.out.* and perf.data files stay
 #   there for callgrind_annotate / kcachegrind / perf report.
 set -euo pipefail
@@ -44,7 +52,12 @@ hello | pipeline | chunks | gzip10k | gzipstream | big) ;;
 esac
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 CONNS=${CONNS:-16}
-PEERS=${PEERS:-1}
+BEFORE=${BEFORE:-}
+if [[ -n $BEFORE ]]; then
+    PEERS=${PEERS:-0}
+else
+    PEERS=${PEERS:-1}
+fi
 PERF=${PERF:-auto}
 PROFILE_OUT=${PROFILE_OUT:-/tmp/httpsrv-profile}
 THREADS=1 SERVER_CPUS=0 WRK_CPUS=1
@@ -56,6 +69,9 @@ mkdir -p "$PROFILE_OUT"
 
 install_deps
 build_all
+if [[ -n $BEFORE ]]; then
+    build_before "$BEFORE"
+fi
 
 url_args() {
     local port=$1 url="http://127.0.0.1:$1"
@@ -83,7 +99,7 @@ annotate() {
     # self mode: the thread-start frames that were on the stack when the counters were
     # zeroed show about 100%; they are no one's own cost, so they are left out
     awk '/^-+$/ {sep++; next} sep >= 3 && NF > 0 && !/^ *Ir/' "$WORK/annotate.txt" |
-        sed -E 's#/rustc/[0-9a-f]+/library/#rust:#; s#/root/\.cargo/registry/src/[^/]+/##; s#'"$ROOT"'/##; s# *\[[^]]*\] *$##' |
+        sed -E 's#/rustc/[0-9a-f]+/library/#rust:#; s#/root/\.cargo/registry/src/[^/]+/##; s#'"$ROOT"'/##; s#'"$WORK"'/before-src/##; s# *\[[^]]*\] *$##' |
         awk -v self="$([[ $1 == no ]] && echo 1 || echo 0)" -v n="$3" '
             self && /:(clone|start_thread|main|\(below main\)|__libc_start_main[^ ]*|std::sys::backtrace::__rust_begin_short_backtrace|<std::sys::thread::unix::Thread>::new::thread_start|core::ops::function::FnOnce::call_once\{\{vtable.shim\}\}) *$/ {next}
             self && /\((100\.0|99\.9[0-9])%\) +\?\?\?:0x[0-9a-f]+ *$/ {next}
@@ -91,7 +107,8 @@ annotate() {
 }
 
 # callgrind on one server process: $1 name, $2 PID, $3 port. Writes
-# $PROFILE_OUT/callgrind.out.<name>.<workload> and prints the summary.
+# $PROFILE_OUT/callgrind.out.<name>.<workload>, prints the summary and appends
+# "name requests instructions" to $WORK/callgrind.totals.
 callgrind_profile() {
     local name=$1 pid=$2 port=$3 i
     local file="$PROFILE_OUT/callgrind.out.$name.$WORKLOAD"
@@ -106,6 +123,8 @@ callgrind_profile() {
     callgrind_control -d "$pid" >/dev/null
     local dump
     for ((i = 0; i < 50; i++)); do
+        # the newest dump; the names are ours (no spaces), so ls -t is safe here
+        # shellcheck disable=SC2012
         dump=$(ls -t "$WORK/callgrind.out.$name".*.[0-9]* 2>/dev/null | head -1 || true)
         [[ -n $dump ]] && break
         sleep 0.2
@@ -119,6 +138,7 @@ callgrind_profile() {
     echo "#### $name: $reqs requests in ${PROFILE_SECONDS}s under callgrind; $total instructions (user space)"
     echo
     awk -v t="$total" -v r="$reqs" 'BEGIN {printf "**%.0f instructions per request** (user space, %s)\n", t / r, "'"$name"'"}'
+    echo "$name $reqs $total" >>"$WORK/callgrind.totals"
     echo
     echo "Top by inclusive cost (the function and everything it calls; a function inlined into"
     echo "several files shows once per file):"
@@ -141,11 +161,41 @@ if [[ ${CALLGRIND:-1} == 1 ]]; then
     echo
     echo "### callgrind (instructions executed in user space; kernel time is not counted)"
 
-    VG=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.httpsrv.%p"
-        --dump-instr=no --collect-jumps=no --separate-threads=no)
+    # the valgrind words for server $1
+    vg() {
+        VG=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.$1.%p"
+            --dump-instr=no --collect-jumps=no --separate-threads=no)
+    }
+    vg httpsrv
     start_httpsrv callgrind "${VG[@]}"
     callgrind_profile httpsrv "$SRV_PID" "$SRV_PORT"
     stop_pid "$SRV_PID"
+
+    if [[ -n $BEFORE ]]; then
+        vg before
+        start_before callgrind "${VG[@]}"
+        callgrind_profile before "$SRV_PID" "$SRV_PORT"
+        stop_pid "$SRV_PID"
+        echo
+        echo "#### httpsrv against before (BEFORE=$BEFORE): user-space instructions per request"
+        echo
+        echo "| build | revision | requests | instructions | instructions per request |"
+        echo "| --- | --- | ---: | ---: | ---: |"
+        now_rev="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' + uncommitted changes')"
+        before_rev=$(git -C "$ROOT" rev-parse --short "$BEFORE_SHA")
+        awk -v now="$now_rev" -v bef="$before_rev" '
+            $1 == "httpsrv" || $1 == "before" {
+                ipr[$1] = $3 / $2
+                printf "| %s | %s | %d | %.0f | %.0f |\n", $1, ($1 == "httpsrv" ? now : bef), $2, $3, ipr[$1]
+            }
+            END {
+                x = ipr["before"] / ipr["httpsrv"]
+                pct = (x >= 1 ? 1 - 1 / x : 1 / x - 1) * 100
+                if (pct < 0.05) how = "the two are within 0.05% of each other"
+                else how = sprintf("the current tree executes %.1f%% %s instructions per request", pct, (x >= 1 ? "fewer" : "more"))
+                printf "\nbefore / httpsrv: **%.3f** (> 1 favours the current tree; %s)\n", x, how
+            }' "$WORK/callgrind.totals"
+    fi
 
     if [[ $PEERS == 1 ]]; then
         dir="$WORK/nginx.callgrind"

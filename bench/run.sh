@@ -9,9 +9,10 @@
 # Environment (defaults in brackets):
 #   ROUNDS [3]  DURATION [5] s per wrk run  WARMUP [1] s per server before the rounds
 #   WORKLOADS [hello pipeline chunks gzip10k gzipstream big idle latency]
-#   SERVERS [httpsrv nginx mhd floor]   THREADS [1]
+#   SERVERS [httpsrv nginx mhd floor; with BEFORE: httpsrv before]   THREADS [1]
 #   IDLE_CONNS [5000]  LAT_STREAMS [1000]  LAT_SECONDS [5]  LAT_PERIOD_MS [100]
-#   NO_BUILD=1 use the existing target/release/httpsrvd   KEEP=1 keep the temp directory
+#   NO_BUILD=1 use the existing target/release/httpsrvd (CARGO_TARGET_DIR is honoured)
+#   KEEP=1 keep the temp directory   BEFORE=<git revision>, BEFORE_TARGET_DIR: see below
 #
 # What it measures, per workload and server, in rounds that alternate between the servers
 # (the order rotates each round): requests per second (wrk's count over wrk's time) and
@@ -23,6 +24,21 @@
 # cannot tell the servers apart (only their CPU per request can). Servers
 # run pinned to CPU 0 (THREADS=2: CPUs 0,1), wrk to CPU 1 (THREADS=2: 0,1, two wrk threads).
 # Every body is checked byte for byte before it is measured.
+#
+# Before/after (a change to the library must keep every row within 3% of before, or better):
+#   BEFORE=main bench/run.sh              the current tree against revision main
+#   BEFORE=HEAD~1 SERVERS="httpsrv before nginx" bench/run.sh
+# BEFORE=<git revision> builds that revision's httpsrvd in a temporary git worktree (under
+# the run's temp directory, removed at exit) with `cargo build --release` and
+# CARGO_TARGET_DIR=BEFORE_TARGET_DIR [/work/target-before when /work is writable, else
+# target/before], which is kept so that the next run does not build the dependencies again.
+# It adds the server "before": started exactly as httpsrv (the same bench_module.so, built
+# from the current bench_module.c and include/httpsrv.h, the same options and CPUs), only
+# httpsrvd differs. SERVERS then defaults to "httpsrv before"; "before" takes part in the
+# same alternating rounds as any server, also in idle (then measured ROUNDS times, the order
+# rotating) and latency. The report ends with "httpsrv against before": for every row the
+# ratio of the medians and the median of the per-round ratios (> 1 favours the current
+# tree), and whether it is within 3% of before or better.
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,7 +67,14 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 THREADS=${THREADS:-1}
 WORKLOADS=${WORKLOADS:-hello pipeline chunks gzip10k gzipstream big idle latency}
-SERVERS=${SERVERS:-httpsrv nginx mhd floor}
+BEFORE=${BEFORE:-}
+if [[ -n $BEFORE ]]; then
+    SERVERS=${SERVERS:-httpsrv before}
+else
+    SERVERS=${SERVERS:-httpsrv nginx mhd floor}
+fi
+[[ " $SERVERS " != *" before "* || -n $BEFORE ]] ||
+    die "SERVERS lists before: set BEFORE=<git revision> to build it"
 IDLE_CONNS=${IDLE_CONNS:-5000}
 LAT_STREAMS=${LAT_STREAMS:-1000}
 LAT_SECONDS=${LAT_SECONDS:-5}
@@ -70,7 +93,10 @@ trap 'exit 130' INT TERM
 # The whole run is bounded: a watchdog ends it past a generous estimate.
 nwl=$(wc -w <<<"$WORKLOADS")
 nsrv=$(wc -w <<<"$SERVERS")
-TIME_LIMIT=${TIME_LIMIT:-$((1500 + nwl * nsrv * (ROUNDS * (DURATION + 6) + WARMUP + 10) + ROUNDS * 2 * (LAT_SECONDS + 15)))}
+# BEFORE: one more cargo build, idle measured ROUNDS times, two more latency runs per round
+nbefore=0
+[[ -n $BEFORE ]] && nbefore=1
+TIME_LIMIT=${TIME_LIMIT:-$((1500 + nbefore * (1200 + ROUNDS * (nsrv * 60 + 2 * (LAT_SECONDS + 15))) + nwl * nsrv * (ROUNDS * (DURATION + 6) + WARMUP + 10) + ROUNDS * 2 * (LAT_SECONDS + 15)))}
 (
     trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
     sleep "$TIME_LIMIT" &
@@ -89,6 +115,9 @@ fi
 
 install_deps
 build_all
+if [[ -n $BEFORE ]]; then
+    build_before "$BEFORE"
+fi
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg), $(cpu_busy_pct) of both CPUs busy before we started"
 
 # ---- the workloads --------------------------------------------------------------------
@@ -97,9 +126,9 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg), $(cpu_busy_pct) of both CPUs busy 
 workload_servers() {
     local all
     case $1 in
-    gzip10k | gzipstream) all="httpsrv nginx" ;; # libmicrohttpd has no gzip; the floor neither
-    latency) all="httpsrv floor" ;; # the floor sends the stamps from its loop: the kernel alone
-    *) all="httpsrv nginx mhd floor" ;;
+    gzip10k | gzipstream) all="httpsrv before nginx" ;; # libmicrohttpd has no gzip; the floor neither
+    latency) all="httpsrv before floor" ;; # the floor sends the stamps from its loop: the kernel alone
+    *) all="httpsrv before nginx mhd floor" ;;
     esac
     local s out=()
     for s in $SERVERS; do
@@ -255,15 +284,15 @@ fi
 # One idle measurement on a fresh server; returns non-zero when the client could not get
 # its connections answered.
 idle_one() {
-    local s=$1 try=$2 pids before after out client open i
-    start_server "$s" "idle$try"
+    local s=$1 try=$2 round=${3:-1} pids before after out client open i
+    start_server "$s" "idle$round.$try"
     pids=$(measure_pids "$s" "${PIDS[$s]}")
     # one request first, so that lazily built state (lua VM, buffers) is in "before"
     curl -s --max-time 5 -o /dev/null "http://127.0.0.1:${PORTS[$s]}/hello"
     sleep 0.5
     # shellcheck disable=SC2086
     before=$(rss_kib $pids)
-    out="$WORK/idle.$s.$try.txt"
+    out="$WORK/idle.$s.$round.$try.txt"
     taskset -c "$WRK_CPUS" timeout 60 "$WORK/bin/idle_conns" "${PORTS[$s]}" "$IDLE_CONNS" 4 >"$out" 2>&1 &
     client=$!
     STARTED_PIDS+=("$client")
@@ -282,18 +311,27 @@ idle_one() {
     after=$(rss_kib $pids)
     wait "$client" || die "$s: idle client failed: $(cat "$out")"
     open=$(awk '/^open/ {print $2}' "$out")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$IDLE_CONNS" "$before" "$after" "$open" >>"$WORK/idle.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$IDLE_CONNS" "$before" "$after" "$open" "$round" >>"$WORK/idle.tsv"
     log "  $s: RSS $before KiB -> $after KiB with $IDLE_CONNS connections ($open still open at the end)"
     stop_server "$s"
 }
 
+# One measurement per server; ROUNDS of them, the order rotating, when "before" takes part
+# (the before/after comparison wants per-round pairs).
+IDLE_ROUNDS=1
+[[ " $(workload_servers idle) " == *" before "* ]] && IDLE_ROUNDS=$ROUNDS
 if [[ " $WORKLOADS " == *" idle "* ]]; then
     log "== idle: $IDLE_CONNS keep-alive connections"
-    for s in $(workload_servers idle); do
-        # a server that answers none of the connections gets one more try on a fresh
-        # process (libmicrohttpd without MHD_USE_TURBO did that), then the failure is recorded
-        idle_one "$s" 1 || idle_one "$s" 2 ||
-            printf '%s\t%s\tfailed\tfailed\t0\n' "$s" "$IDLE_CONNS" >>"$WORK/idle.tsv"
+    read -r -a srvs <<<"$(workload_servers idle)"
+    for ((r = 1; r <= IDLE_ROUNDS; r++)); do
+        n=${#srvs[@]}
+        for ((i = 0; i < n; i++)); do
+            s=${srvs[$(((i + r - 1) % n))]}
+            # a server that answers none of the connections gets one more try on a fresh
+            # process (libmicrohttpd without MHD_USE_TURBO did that), then the failure is recorded
+            idle_one "$s" 1 "$r" || idle_one "$s" 2 "$r" ||
+                printf '%s\t%s\tfailed\tfailed\t0\t%s\n' "$s" "$IDLE_CONNS" "$r" >>"$WORK/idle.tsv"
+        done
     done
 fi
 
@@ -303,8 +341,8 @@ if [[ " $WORKLOADS " == *" latency "* && " $SERVERS " == *" httpsrv "* ]]; then
     runs=()
     for s in $(workload_servers latency); do
         start_server "$s" latency
-        if [[ $s == httpsrv ]]; then
-            runs+=(httpsrv:block httpsrv:async)
+        if [[ $s == httpsrv || $s == before ]]; then
+            runs+=("$s:block" "$s:async")
         else
             runs+=("$s:-")
         fi
@@ -365,6 +403,7 @@ if [[ -s $WORK/rounds.tsv ]]; then
         if ($3 > nr) nr = $3
     }
     END {
+        for (k in rps) { split(k, p, "/"); if (p[2] == "before") havebefore = 1; else if (p[2] != "httpsrv") havepeer = 1 }
         print "| workload | server | req/s | CPU us/req | of which kernel | wrk busy | bytes/response | errors |"
         print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         for (i = 1; i <= nk; i++) {
@@ -372,6 +411,8 @@ if [[ -s $WORK/rounds.tsv ]]; then
             mr[k] = median(rps[k]); mc[k] = median(cpu[k])
             printf "| %s | %s | %.0f (%.0f..%.0f) | %.2f (%.2f..%.2f) | %.2f | %.0f%% | %s | %d |\n", p[1], p[2], mr[k], lo(rps[k]), hi(rps[k]), mc[k], lo(cpu[k]), hi(cpu[k]), median(kern[k]), median(busy[k]), (k in size) ? size[k] : "", err[k]
         }
+        # a before/after run without peers: their tables would be empty (see "httpsrv against before")
+        if (havebefore && !havepeer) exit
         print ""
         print "### httpsrv against each peer (req/s: ours / theirs; CPU: theirs / ours; > 1 favours httpsrv)"
         print ""
@@ -421,14 +462,29 @@ if [[ -s $WORK/idle.tsv ]]; then
     echo
     echo "### Idle keep-alive connections (VmRSS of the server; nginx: its worker)"
     echo
-    echo "| server | connections | RSS before KiB | RSS after KiB | KiB per connection | still open at the end |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    awk -F'\t' '$3 == "failed" {printf "| %s | %d | - | - | failed twice (no responses) | - |\n", $1, $2; next}
-        {printf "| %s | %d | %d | %d | %.2f | %d |\n", $1, $2, $3, $4, ($4 - $3) / $2, $5}' "$WORK/idle.tsv"
-    # with few connections the fixed costs (tables that grow in steps) dominate: judged at 5,000
-    awk -F'\t' '$1 == "httpsrv" && $3 != "failed" {
-        v = ($4 - $3) / $2
-        verdict = $2 < 5000 ? "not judged: the target is for 5,000 connections" : (v <= 2 ? "met" : sprintf("MISSED by %.0f%%", (v / 2 - 1) * 100))
+    if ((IDLE_ROUNDS > 1)); then
+        echo "| server | round | connections | RSS before KiB | RSS after KiB | KiB per connection | still open at the end |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    else
+        echo "| server | connections | RSS before KiB | RSS after KiB | KiB per connection | still open at the end |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    fi
+    awk -F'\t' -v rounds="$IDLE_ROUNDS" '{ name = rounds > 1 ? $1 " | " $6 : $1 }
+        $3 == "failed" {printf "| %s | %d | - | - | failed twice (no responses) | - |\n", name, $2; next}
+        {printf "| %s | %d | %d | %d | %.2f | %d |\n", name, $2, $3, $4, ($4 - $3) / $2, $5}' "$WORK/idle.tsv"
+    # with few connections the fixed costs (tables that grow in steps) dominate: judged at 5,000;
+    # with several rounds, on their median
+    awk -F'\t' '
+    function median(list,    a, n, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    $1 == "httpsrv" && $3 != "failed" { vs = vs " " ($4 - $3) / $2; conns = $2 }
+    END {
+        if (vs == "") exit
+        v = median(vs)
+        verdict = conns < 5000 ? "not judged: the target is for 5,000 connections" : (v <= 2 ? "met" : sprintf("MISSED by %.0f%%", (v / 2 - 1) * 100))
         printf "\nTarget: <= 2 KiB per idle connection: %.2f KiB, %s\n", v, verdict
     }' "$WORK/idle.tsv"
 fi
@@ -461,6 +517,82 @@ if [[ -s $WORK/latency.tsv ]]; then
         if ("floor/-" in p99) printf "; the floor in the same run: %.0f us", median(p99["floor/-"])
         printf "\n"
     }' "$WORK/latency.tsv"
+fi
+
+# ---- httpsrv against before (BEFORE=<rev>) --------------------------------------------------
+if [[ " $SERVERS " == *" before "* && " $SERVERS " == *" httpsrv "* ]]; then
+    echo
+    echo "### httpsrv against before (BEFORE=$BEFORE, $(git -C "$ROOT" rev-parse --short "$BEFORE_SHA"); > 1 favours the current tree)"
+    echo
+    echo "Each row: the ratio of the medians (req/s: now / before; CPU, memory and latency: before / now),"
+    echo "the per-round ratios (each round of httpsrv with the round of before next to it in time), and their"
+    echo "median, in which host drift cancels. The verdict reads the ratio of the medians: within 3% of"
+    echo "before means >= 0.970.$([[ -s $WORK/idle.tsv || -s $WORK/latency.tsv ]] && echo ' Idle memory and latency come from their own rounds (see above).')"
+    echo
+    echo "| workload | measure | now | before | measured | per round | median per round | verdict |"
+    echo "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |"
+    awk -F'\t' -v hz="$CLK_TCK" -v rounds="$WORK/rounds.tsv" -v idle="$WORK/idle.tsv" -v latency="$WORK/latency.tsv" '
+    function median(list,    a, n, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    # one value of row ROW (higher is better when HIGH) for server S (httpsrv or before) in round R
+    function add(row, high, s, r, v) {
+        if (s != "httpsrv" && s != "before") return
+        if (!(row in hib)) { hib[row] = high; order[++nrow] = row }
+        vals[row, s] = vals[row, s] " " v
+        val[row, s, r] = v
+        if (r > nr) nr = r
+    }
+    function ratio(row, now, bef) {
+        if (hib[row]) return bef > 0 ? now / bef : -1
+        return now > 0 ? bef / now : -1
+    }
+    BEGIN {
+        FS = "\t"
+        while ((getline line < rounds) > 0) {
+            split(line, f, "\t")
+            add(f[1] "|req/s", 1, f[2], f[3], f[4] / f[5])
+            add(f[1] "|CPU us/req", 0, f[2], f[3], f[6] * 1e6 / hz / f[4])
+        }
+        while ((getline line < idle) > 0) {
+            split(line, f, "\t")
+            if (f[3] != "failed") add("idle|KiB per connection", 0, f[1], f[6], (f[4] - f[3]) / f[2])
+        }
+        while ((getline line < latency) > 0) {
+            split(line, f, "\t")
+            delete v
+            n = split(f[4], g, " "); for (i = 1; i < n; i += 2) v[g[i]] = g[i + 1]
+            mode = f[2] == "block" ? "blocking flush" : "flush_async"
+            add("latency|p50 us, " mode, 0, f[1], f[3], v["p50_us"])
+            add("latency|p99 us, " mode, 0, f[1], f[3], v["p99_us"])
+        }
+        worse = 0
+        for (i = 1; i <= nrow; i++) {
+            row = order[i]; split(row, p, "|")
+            if (!((row, "httpsrv") in vals) || !((row, "before") in vals)) continue
+            now = median(vals[row, "httpsrv"]); bef = median(vals[row, "before"])
+            x = ratio(row, now, bef)
+            pr = ""; pv = ""
+            for (r = 1; r <= nr; r++) {
+                if (!((row, "httpsrv", r) in val) || !((row, "before", r) in val)) continue
+                y = ratio(row, val[row, "httpsrv", r], val[row, "before", r])
+                pr = pr (pr == "" ? "" : ", ") sprintf("%.3f", y)
+                pv = pv " " y
+            }
+            fmt = hib[row] ? "%.0f" : "%.2f"
+            if (x < 0) verdict = "-"
+            else if (x >= 1.03) verdict = sprintf("better by %.1f%%", (x - 1) * 100)
+            else if (x >= 0.97) verdict = "within 3%"
+            else { verdict = sprintf("WORSE by %.1f%%", (1 - x) * 100); worse++; bad = bad (bad == "" ? "" : "; ") p[1] " " p[2] }
+            printf "| %s | %s | " fmt " | " fmt " | %.3f | %s | %s | %s |\n", p[1], p[2], now, bef, x, pr, (pv == "" ? "-" : sprintf("%.3f", median(pv))), verdict
+            rows++
+        }
+        if (rows == 0) print "| - | no row with both httpsrv and before | | | | | | |"
+        else if (worse == 0) printf "\nVerdict: all %d rows within 3%% of before, or better.\n", rows
+        else printf "\nVerdict: %d of %d rows more than 3%% worse than before: %s.\n", worse, rows, bad
+    }'
 fi
 
 if [[ -s $WORK/rounds.tsv ]]; then
