@@ -6,6 +6,7 @@ pub mod abi;
 pub mod errors;
 pub mod ffi;
 pub mod http;
+pub mod proto;
 pub mod server;
 mod sys;
 

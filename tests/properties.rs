@@ -16,10 +16,10 @@ mod common;
 
 use chunked_reference::*;
 use common::*;
-use httpsrv::http::chunked::ChunkedDecoder;
 use httpsrv::http::compress::{Coding, CompressorPool};
 use httpsrv::http::outqueue::OutQueue;
 use httpsrv::http::response::{Context, Response};
+use httpsrv::proto::h1::chunked::ChunkedDecoder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::io::{ErrorKind, Read, Write};

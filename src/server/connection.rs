@@ -13,9 +13,9 @@ use mio::net::TcpStream;
 use super::event_loop::ConnKey;
 use super::session::Session;
 use crate::errors::ECONNRESET;
-use crate::http::chunked::ChunkedDecoder;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
+use crate::proto::h1::chunked::ChunkedDecoder;
 
 const READ_CHUNK: usize = 4096;
 /// Read buffers are lent to connections from a per-loop pool of buffers this large.

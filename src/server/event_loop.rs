@@ -23,11 +23,11 @@ use super::runtime::Runtime;
 use super::session::{run_handler, Progress, Start};
 use crate::abi::httpsrv_session;
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
-use crate::http::chunked::ChunkedDecoder;
 use crate::http::compress::CompressorPool;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::{parse_head_into, BodyFraming, HttpError, Limits, Request};
 use crate::http::response::{Context, Response};
+use crate::proto::h1::chunked::ChunkedDecoder;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 4096;
