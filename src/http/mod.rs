@@ -1,5 +1,6 @@
-//! The HTTP engine: request parsing, and the response path as a chain of filters
-//! (head decision, compression, chunking, writing). Plain Rust, no sockets or threads.
+//! The HTTP engine: the request model (its parser is in `crate::proto::h1`), and the response
+//! path as a chain of filters (head decision, compression, chunking, writing). Plain Rust, no
+//! sockets or threads.
 
 pub mod compress;
 pub mod date;

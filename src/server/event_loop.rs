@@ -25,9 +25,10 @@ use crate::abi::httpsrv_session;
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
 use crate::http::compress::CompressorPool;
 use crate::http::outqueue::OutQueue;
-use crate::http::request::{parse_head_into, BodyFraming, HttpError, Limits, Request};
+use crate::http::request::{BodyFraming, HttpError, Request};
 use crate::http::response::{Context, Response};
 use crate::proto::h1::chunked::ChunkedDecoder;
+use crate::proto::h1::parse::{parse_head_into, Limits};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 4096;
