@@ -16,11 +16,11 @@ mod common;
 
 use chunked_reference::*;
 use common::*;
-use httpsrv::http::chunked::ChunkedDecoder;
 use httpsrv::http::compress::{Coding, CompressorPool};
 use httpsrv::http::outqueue::OutQueue;
 use httpsrv::http::response::{Context, Response};
 use httpsrv::io::{Memory, MemoryPeer, Transport};
+use httpsrv::proto::h1::chunked::ChunkedDecoder;
 use httpsrv::proto::h1::{self, ResponseEncoder};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -1,4 +1,4 @@
-//! Fuzzes `httpsrv::http::chunked::ChunkedDecoder`.
+//! Fuzzes `httpsrv::proto::h1::chunked::ChunkedDecoder`.
 //!
 //! The first input byte picks the body limit, the second the way the stream is cut into pieces;
 //! the rest is the chunked stream. Every run checks:
@@ -14,7 +14,7 @@
 mod chunked_reference;
 
 use chunked_reference::{reference, Outcome};
-use httpsrv::http::chunked::ChunkedDecoder;
+use httpsrv::proto::h1::chunked::ChunkedDecoder;
 use libfuzzer_sys::fuzz_target;
 
 /// Body limits the first input byte picks from.

@@ -1,4 +1,4 @@
-//! Fuzzes `httpsrv::http::request::parse_head`.
+//! Fuzzes `httpsrv::proto::h1::parse::parse_head`.
 //!
 //! The first input byte picks the limits; the rest is the bytes a client sent. Besides "never
 //! panics", every run checks:
@@ -15,7 +15,8 @@
 
 use std::ffi::CStr;
 
-use httpsrv::http::request::{parse_head, BodyFraming, HttpError, Limits, Request};
+use httpsrv::http::request::{BodyFraming, HttpError, Request};
+use httpsrv::proto::h1::parse::{parse_head, Limits};
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: [Limits; 6] = [

@@ -2,7 +2,6 @@
 //! handler appends, and the representation filters (compression). Plain Rust: no sockets, no
 //! threads, no protocol's wire format (that is `crate::proto`).
 
-pub mod chunked;
 pub mod compress;
 pub mod date;
 pub mod fields;

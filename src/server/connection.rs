@@ -10,9 +10,9 @@ use super::link::Link;
 use super::loop_shared::ConnKey;
 use super::session::Session;
 use crate::errors::ECONNRESET;
-use crate::http::chunked::ChunkedDecoder;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
+use crate::proto::h1::chunked::ChunkedDecoder;
 
 const READ_CHUNK: usize = 4096;
 /// Read buffers are lent to connections from a per-loop pool of buffers this large.

@@ -22,11 +22,12 @@ use super::runtime::Runtime;
 use super::session::{run_handler, PoolHandler, Progress, Start};
 use crate::abi::httpsrv_session;
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
-use crate::http::chunked::ChunkedDecoder;
 use crate::http::outqueue::OutQueue;
-use crate::http::request::{parse_head_into, BodyFraming, HttpError, Limits, Request};
+use crate::http::request::{BodyFraming, HttpError, Request};
 use crate::http::response::{Context, Response};
 use crate::io::{Tcp, Transport};
+use crate::proto::h1::chunked::ChunkedDecoder;
+use crate::proto::h1::parse::{parse_head_into, Limits};
 use crate::proto::h1::{self, ResponseEncoder};
 
 const WAKER: Token = Token(usize::MAX);

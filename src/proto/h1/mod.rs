@@ -1,6 +1,8 @@
-//! HTTP/1.1 (RFC 9112): the head as status line and field lines, the body framed by
-//! `Content-Length`, chunks or the connection's close, persistence, and the HTTP/1.0 policy.
+//! HTTP/1.1 (RFC 9112), the only code that knows its bytes: request parsing, the chunked body
+//! decoder, and the response encoder (framing, persistence, the HTTP/1.0 policy).
 
+pub mod chunked;
 pub mod encode;
+pub mod parse;
 
 pub use encode::{flush, ResponseEncoder};

@@ -4,7 +4,7 @@
 //! body bytes. It is strict where leniency would let two parsers disagree on where the message ends:
 //! CRLF only (no bare CR or LF), hex digits only, and bounded extension and trailer sizes.
 
-use super::request::HttpError;
+use crate::http::request::HttpError;
 
 /// Longest chunk-size line, extensions and CRLF included. Extensions are ignored, so anything
 /// longer only costs CPU.
