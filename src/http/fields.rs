@@ -186,26 +186,27 @@ impl Fields {
 
     /// Appends every field's line to `out` in order, leaving out fields named `skip`.
     pub fn write_lines(&self, out: &mut Vec<u8>, skip: Known) {
-        self.write_lines_but(out, Some(skip));
+        if !self.contains(skip) {
+            return self.write_all_lines(out);
+        }
+        for e in &self.entries {
+            let name = e.name(&self.bytes);
+            if !token_eq_lower(name, skip.name()) {
+                out.extend_from_slice(e.line(&self.bytes));
+            }
+        }
     }
 
     /// Appends every field's line to `out` in order.
+    #[inline]
     pub fn write_all_lines(&self, out: &mut Vec<u8>) {
-        self.write_lines_but(out, None);
-    }
-
-    fn write_lines_but(&self, out: &mut Vec<u8>, skip: Option<Known>) {
-        let skip = skip.filter(|&k| self.contains(k));
-        if skip.is_none() && self.live == self.bytes.len() {
+        if self.live == self.bytes.len() {
             // No removed or replaced field in between: the buffer is the lines.
             out.extend_from_slice(&self.bytes);
             return;
         }
         for e in &self.entries {
-            let name = e.name(&self.bytes);
-            if !skip.is_some_and(|k| token_eq_lower(name, k.name())) {
-                out.extend_from_slice(e.line(&self.bytes));
-            }
+            out.extend_from_slice(e.line(&self.bytes));
         }
     }
 

@@ -243,6 +243,7 @@ impl OutQueue {
     }
 
     /// Drops the first `n` unwritten bytes: a transport wrote them.
+    #[inline]
     pub fn consume(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {

@@ -52,15 +52,6 @@ pub struct Head<'a> {
     pub length: BodyLength,
 }
 
-/// One flush, for an encoder: the head the first time, then the body bytes since the last
-/// flush (left empty by the encoder, with its buffers; see `Pending::queue`).
-pub struct Flush<'a> {
-    pub head: Option<Head<'a>>,
-    pub body: &'a mut Pending,
-    /// At the final flush, the trailer fields, if any.
-    pub trailers: Option<&'a Fields>,
-}
-
 pub struct Response {
     status: u16,
     reason: Option<Vec<u8>>,
@@ -385,64 +376,87 @@ impl Response {
         self.pending.clear();
     }
 
-    /// Starts a flush: on the first, decides the representation (compression, the fields a
-    /// HEAD carries) and the body's length; runs the compression filter over the pending bytes.
-    /// `EALREADY` after the final flush; `EIO` when the deflate engine failed (the response is
-    /// then finished without its end).
-    pub fn begin_flush(&mut self, last: bool, cx: &Context) -> Result<Flush<'_>, c_int> {
+    /// The first flush that sends: decides the representation (compression, the fields a HEAD
+    /// carries) and the body's length, runs the compression filter over the pending bytes, and
+    /// hands over the head. `EALREADY` after the final flush; `EIO` when the deflate engine
+    /// failed (the response is then finished without its end).
+    pub fn start(&mut self, last: bool, cx: &Context) -> Result<Head<'_>, c_int> {
         if self.finished {
             return Err(EALREADY);
         }
-        let first = !self.head_sent;
-        if first {
-            if cx.is_head {
-                // The head filter needs the bytes whole (a HEAD's compressed length).
-                self.pending.flatten();
-            }
-            self.decide(last, cx);
-        }
-        if let Some(c) = self.compressor.as_mut() {
+        if cx.is_head {
+            // The head filter needs the bytes whole (a HEAD's compressed length).
             self.pending.flatten();
-            let input = self.pending.flat_bytes().unwrap_or_default();
-            let mut z = Vec::with_capacity(input.len() / 2 + 64);
-            c.compress(input, last, &mut z);
-            if c.failed() {
-                // The deflate engine gave up (not expected): the stream cannot be finished
-                // correctly, so end the response without closing framing.
-                self.compressor = None;
-                self.truncate();
-                return Err(EIO);
-            }
-            self.pending = Pending::from_vec(z);
-            if last {
-                if let Some(c) = self.compressor.take() {
-                    cx.compressors.give(c);
-                }
+        }
+        self.decide(last, cx);
+        self.compress(last, cx)?;
+        self.head_sent = true;
+        let length = if self.body_dropped {
+            BodyLength::None
+        } else if let Some(n) = self.declared_length {
+            BodyLength::Declared(n)
+        } else if last && self.trailers.is_empty() {
+            BodyLength::Exactly(self.pending.len() as u64)
+        } else {
+            BodyLength::Unknown
+        };
+        Ok(Head {
+            status: self.status,
+            reason: self.reason.as_deref(),
+            fields: &self.fields,
+            length,
+        })
+    }
+
+    /// A later flush: runs the compression filter over the pending bytes. Errors as `start`.
+    #[inline(always)]
+    pub fn go_on(&mut self, last: bool, cx: &Context) -> Result<(), c_int> {
+        if self.finished {
+            return Err(EALREADY);
+        }
+        self.compress(last, cx)
+    }
+
+    /// The compression filter, when the response is compressed.
+    #[inline(always)]
+    fn compress(&mut self, last: bool, cx: &Context) -> Result<(), c_int> {
+        if self.compressor.is_none() {
+            return Ok(());
+        }
+        self.compress_pending(last, cx)
+    }
+
+    #[inline(never)]
+    fn compress_pending(&mut self, last: bool, cx: &Context) -> Result<(), c_int> {
+        let Some(c) = self.compressor.as_mut() else {
+            return Ok(());
+        };
+        self.pending.flatten();
+        let input = self.pending.flat_bytes().unwrap_or_default();
+        let mut z = Vec::with_capacity(input.len() / 2 + 64);
+        c.compress(input, last, &mut z);
+        if c.failed() {
+            // The deflate engine gave up (not expected): the stream cannot be finished
+            // correctly, so end the response without closing framing.
+            self.compressor = None;
+            self.truncate();
+            return Err(EIO);
+        }
+        self.pending = Pending::from_vec(z);
+        if last {
+            if let Some(c) = self.compressor.take() {
+                cx.compressors.give(c);
             }
         }
-        let head = first.then(|| {
-            self.head_sent = true;
-            let length = if self.body_dropped {
-                BodyLength::None
-            } else if let Some(n) = self.declared_length {
-                BodyLength::Declared(n)
-            } else if last && self.trailers.is_empty() {
-                BodyLength::Exactly(self.pending.len() as u64)
-            } else {
-                BodyLength::Unknown
-            };
-            Head {
-                status: self.status,
-                reason: self.reason.as_deref(),
-                fields: &self.fields,
-                length,
-            }
-        });
-        Ok(Flush {
-            head,
-            body: &mut self.pending,
-            trailers: (last && !self.trailers.is_empty()).then_some(&self.trailers),
-        })
+        Ok(())
+    }
+
+    /// The flush's body bytes, for the encoder to take (it leaves them empty, with their
+    /// buffers; see `Pending::queue`), and at the final flush the trailer fields, if any.
+    #[inline(always)]
+    pub fn body(&mut self, last: bool) -> (&mut Pending, Option<&Fields>) {
+        let trailers = (last && !self.trailers.is_empty()).then_some(&self.trailers);
+        (&mut self.pending, trailers)
     }
 
     /// Ends a flush the encoder took. `frame_room`: it frames the next flushes' bytes in place.

@@ -38,6 +38,7 @@ impl Tcp {
         Ok(n as usize)
     }
 
+    #[inline]
     pub(super) fn write(&mut self, out: &mut OutQueue) -> io::Result<usize> {
         send_queue(self.stream.as_raw_fd(), out)
     }
@@ -80,6 +81,7 @@ impl Tcp {
 
 /// Writes as much of `out` to the socket `fd` as it takes: one plain `send` for one buffer,
 /// one `sendmsg` for several. `Ok` with the queue not empty means the socket would block.
+#[inline]
 pub(crate) fn send_queue(fd: i32, out: &mut OutQueue) -> io::Result<usize> {
     let mut total = 0;
     while !out.is_empty() {

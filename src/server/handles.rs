@@ -84,6 +84,7 @@ impl<T> Table<T> {
     }
 
     /// The live object for a token, or None when the token is stale or was never issued.
+    #[inline]
     pub fn get(&self, handle: Handle) -> Option<Arc<T>> {
         let (shard, index, generation) = decode(handle);
         let shard = self.shards[shard].lock();
@@ -95,6 +96,7 @@ impl<T> Table<T> {
     }
 
     /// Releases a token: from now on it is stale. Releasing twice is harmless.
+    #[inline]
     pub fn remove(&self, handle: Handle) {
         let (shard_index, index, generation) = decode(handle);
         let removed = {

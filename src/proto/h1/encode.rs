@@ -59,13 +59,17 @@ pub fn flush(
         && cx.version == 10
         && cx.http10_buffering
     {
+        // Sends nothing before the final flush.
         return Ok(false);
     }
-    let flush = response.begin_flush(last, cx)?;
-    if let Some(head) = flush.head {
+    if response.head_sent() {
+        response.go_on(last, cx)?;
+    } else {
+        let head = response.start(last, cx)?;
         encoder.encode_head(&head, cx, out);
     }
-    encoder.encode_body(flush.body, last, flush.trailers, out);
+    let (body, trailers) = response.body(last);
+    encoder.encode_body(body, last, trailers, out);
     let frame_room = encoder.framing == Framing::Chunked;
     response.end_flush(last, frame_room);
     Ok(true)
@@ -152,6 +156,7 @@ impl ResponseEncoder {
     /// Queues the flush's body, framed, and leaves `body` empty with its buffers (see
     /// `Pending::queue`). At the last flush of a chunked body, the last chunk carries the
     /// trailer fields; other framings cannot carry them.
+    #[inline(always)]
     fn encode_body(
         &mut self,
         body: &mut Pending,
