@@ -1,5 +1,6 @@
-//! A connection as its loop sees it: the socket, the read buffer lent from the loop's pool,
-//! the request being read, and the connection's own output queue.
+//! A connection as its loop sees it: its transport (through the `Link` it shares with its
+//! session), the read buffer lent from the loop's pool, the request being read, and the
+//! connection's own output queue.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;

@@ -1,8 +1,10 @@
 //! A session: one request and its response, shared between the loop that owns the connection
 //! and whichever thread the handler runs on.
 //!
-//! Only the loop thread writes to the socket. Another thread's flush queues its bytes, wakes
-//! the loop and waits on the session's condition variable for the loop to report progress.
+//! A flush runs the response through the encoder into the session's queue and writes it through
+//! the connection's `Link`: on the loop thread it never blocks; on another thread it writes from
+//! that thread while nothing of the connection's goes first, then wakes the loop and waits on
+//! the session's condition variable for the rest. The session never sees a socket.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
