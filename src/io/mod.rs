@@ -3,6 +3,7 @@
 //! in-memory test client next. Nothing above this module calls `send`, `recv`, `sendmsg`,
 //! `shutdown` or `close` on a connection's socket.
 
+pub mod certs;
 mod memory;
 mod sys;
 mod tcp;
