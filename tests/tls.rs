@@ -3,6 +3,8 @@
 //! for the hostile cases. Certificates are made at test time with the openssl command.
 
 mod common;
+#[path = "../src/io/testcerts.rs"]
+mod testcerts;
 
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,72 +24,7 @@ const EBUSY: i32 = 16;
 // certificates
 
 fn cert_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("the openssl command (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A key of `kind` and a self-signed certificate for `names` in `dir`: (cert, key).
-fn make_cert(dir: &Path, stem: &str, kind: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{stem}.key"));
-    let crt = dir.join(format!("{stem}.crt"));
-    let k = key.to_str().unwrap();
-    match kind {
-        "rsa-pkcs8" => openssl(&["genpkey", "-algorithm", "RSA", "-out", k]),
-        "rsa-pkcs1" => openssl(&["genrsa", "-traditional", "-out", k, "2048"]),
-        "ec-sec1" => openssl(&[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            k,
-        ]),
-        "ec-pkcs8" => openssl(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            k,
-        ]),
-        "ed25519" => openssl(&["genpkey", "-algorithm", "ED25519", "-out", k]),
-        other => panic!("unknown key kind {other}"),
-    }
-    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-    let subject = format!("/CN={}", names[0]);
-    let ext = format!("subjectAltName={}", san.join(","));
-    openssl(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        k,
-        "-days",
-        "2",
-        "-subj",
-        &subject,
-        "-addext",
-        &ext,
-        "-out",
-        crt.to_str().unwrap(),
-    ]);
-    (crt, key)
+    testcerts::dir_in(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
 }
 
 fn client_script() -> PathBuf {
@@ -236,7 +173,7 @@ fn tls_lines(body: &str) -> std::collections::HashMap<String, String> {
 
 /// The host with a TLS listener on a certificate for `names`: (server, TLS port, cert, key).
 fn tls_host(dir: &Path, names: &[&str], b: HostBuilder) -> (Server, u16, PathBuf, PathBuf) {
-    let (crt, key) = make_cert(dir, "main", "ec-sec1", names);
+    let (crt, key) = testcerts::make(dir, "main", testcerts::EC_SEC1, names);
     let srv = b.tls("127.0.0.1:0", &crt, &key).start();
     let port = srv.ports()[1];
     (srv, port, crt, key)
@@ -256,17 +193,17 @@ fn rc_of(out: &[String], prefix: &str) -> i32 {
 #[test]
 fn every_key_type_over_tls12_and_tls13_with_sni_selection() {
     let d = cert_dir("keys");
-    let (main_crt, main_key) = make_cert(&d, "main", "rsa-pkcs8", &["rsa.test"]);
+    let (main_crt, main_key) = testcerts::make(&d, "main", testcerts::RSA_PKCS8, &["rsa.test"]);
     let certs = [
-        ("rsa1", "rsa-pkcs1", vec!["rsa1.test"]),
-        ("ec", "ec-sec1", vec!["ec.test"]),
-        ("ed", "ed25519", vec!["ed.test"]),
-        ("wild", "ec-pkcs8", vec!["*.wild.test"]),
+        ("rsa1", testcerts::RSA_PKCS1, vec!["rsa1.test"]),
+        ("ec", testcerts::EC_SEC1, vec!["ec.test"]),
+        ("ed", testcerts::ED25519, vec!["ed.test"]),
+        ("wild", testcerts::EC_PKCS8, vec!["*.wild.test"]),
     ];
     let mut b = HostBuilder::new().tls("127.0.0.1:0", &main_crt, &main_key);
     let mut made = Vec::new();
     for (stem, kind, names) in &certs {
-        let (c, k) = make_cert(&d, stem, kind, names);
+        let (c, k) = testcerts::make(&d, stem, kind, names);
         b = b.try_cert(&c, &k);
         made.push(c);
     }
@@ -397,7 +334,7 @@ fn reload_reaches_new_handshakes_and_spares_established_ones() {
     assert_eq!(kept.field("cert"), old);
     assert_eq!(kept.get("/t/hello").0, 200);
     // New files in place, then reload while the connection stays up.
-    make_cert(&d, "main", "ed25519", &["r.test"]);
+    testcerts::make(&d, "main", testcerts::ED25519, &["r.test"]);
     let new = fingerprint(&crt);
     assert_ne!(new, old);
     srv.send_cmd("reload");
@@ -442,8 +379,8 @@ fn reload_reaches_new_handshakes_and_spares_established_ones() {
 #[test]
 fn every_documented_error_of_the_server_functions() {
     let d = cert_dir("errors");
-    let (crt, key) = make_cert(&d, "good", "ec-sec1", &["good.test"]);
-    let (_, other_key) = make_cert(&d, "other", "ec-sec1", &["other.test"]);
+    let (crt, key) = testcerts::make(&d, "good", testcerts::EC_SEC1, &["good.test"]);
+    let (_, other_key) = testcerts::make(&d, "other", testcerts::EC_SEC1, &["other.test"]);
     let missing = d.join("missing.pem");
     let garbage = d.join("garbage.pem");
     std::fs::write(&garbage, b"not a certificate\n").unwrap();
@@ -506,7 +443,7 @@ fn every_documented_error_of_the_server_functions() {
     assert!(srv
         .expect_line("CERT ", T)
         .ends_with(&format!(" {EBADMSG}")));
-    let (c2, k2) = make_cert(&d, "late", "ed25519", &["late.test"]);
+    let (c2, k2) = testcerts::make(&d, "late", testcerts::ED25519, &["late.test"]);
     srv.send_cmd(&format!("cert {},{}", c2.display(), k2.display()));
     assert!(srv.expect_line("CERT ", T).ends_with(" 0"));
     let late = Client::connect(srv.ports()[1], Some("late.test"), None);
