@@ -136,6 +136,20 @@ const void *httpsrv_request_body(httpsrv_session *sess, size_t *len);
 // `buf` is NULL or points to `cap` writable bytes.
 int httpsrv_request_peer(httpsrv_session *sess, char *buf, size_t cap);
 
+// `"https"` when the request came over TLS, else `"http"`. NULL for a NULL or stale handle.
+// A static string. Any thread.
+const char *httpsrv_request_scheme(httpsrv_session *sess);
+
+// What the TLS handshake of the request's connection agreed on: `what` = `"version"`
+// (`"TLSv1.2"`, `"TLSv1.3"`), `"cipher"` (the IANA name, e.g. `"TLS_AES_128_GCM_SHA256"`),
+// `"sni"` (the server name the client asked for) or `"alpn"` (`"http/1.1"`). NULL on a
+// cleartext connection, for an unknown or NULL `what`, when the client sent no such value, or
+// for a NULL or stale handle. The string stays valid until the handle goes stale. Any thread.
+//
+// # Safety
+// `what` is NULL or a NUL-terminated string.
+const char *httpsrv_request_tls(httpsrv_session *sess, const char *what);
+
 // Sets the status (200 by default) and reason phrase (`reason` NULL: the standard phrase).
 // Errors: `EINVAL` status outside 200..=999 or a reason with CR, LF or NUL;
 // `EALREADY` once headers are sent.
@@ -256,6 +270,47 @@ int httpsrv_server_set(httpsrv_server *srv, const char *key, const char *value);
 // # Safety
 // `srv` is NULL or a live server; `addr` is NULL or a NUL-terminated string.
 int httpsrv_server_listen(httpsrv_server *srv, const char *addr);
+
+// Like `httpsrv_server_listen`, and every connection on this listener speaks TLS with the PEM
+// certificate chain in `cert_file` (end-entity certificate first) and the private key in
+// `key_file` (RSA, ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1). The first TLS listener's
+// certificate is the one for clients that send no SNI name or one no certificate covers (see
+// `httpsrv_server_add_certificate`). Loads the files and binds now; before start, any thread.
+// Errors: `ENOENT` a file is missing (other file errors as their errno, e.g. `EACCES`);
+// `EBADMSG` a file holds no usable certificate or key, or the key does not match the
+// certificate; `EINVAL` NULL argument or malformed address; `EADDRINUSE`, `EACCES` and other
+// bind errors as their errno; `EBUSY` after start. Every error is also logged with its reason.
+//
+// # Safety
+// `srv` is NULL or a live server; the strings are NULL or NUL-terminated.
+int httpsrv_server_listen_tls(httpsrv_server *srv,
+                              const char *addr,
+                              const char *cert_file,
+                              const char *key_file);
+
+// Adds one more certificate (PEM chain and key, as for `httpsrv_server_listen_tls`) for every
+// TLS listener. A handshake gets the certificate whose subject alternative names hold the
+// client's SNI name exactly, else one with a `*.` wildcard covering its first label, else the
+// first TLS listener's. Any thread, before or after start; new handshakes see it at once.
+// Errors: `EINVAL` NULL argument; `ENOENT`, `EBADMSG` and file errors as for
+// `httpsrv_server_listen_tls` (logged with the file name).
+//
+// # Safety
+// `srv` is NULL or a live server; the strings are NULL or NUL-terminated.
+int httpsrv_server_add_certificate(httpsrv_server *srv,
+                                   const char *cert_file,
+                                   const char *key_file);
+
+// Reads every certificate and key file of the TLS listeners and of
+// `httpsrv_server_add_certificate` again, now, from any thread, while the server runs (a host
+// calls it on SIGHUP, say). New handshakes use the new certificates; established connections
+// keep theirs. On any error nothing changes: the error is returned and logged with the file
+// name. Errors: `EINVAL` NULL server; `ENOENT`, `EBADMSG` and file errors as for
+// `httpsrv_server_listen_tls`.
+//
+// # Safety
+// `srv` is NULL or a live server.
+int httpsrv_server_reload_certificates(httpsrv_server *srv);
 
 // The bound port of listener `index` (in the order of `httpsrv_server_listen` calls), or -1
 // for a NULL server or an index with no listener. Any thread.

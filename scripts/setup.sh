@@ -10,6 +10,8 @@ if [ "${1:-all}" = build ]; then
   command -v cc >/dev/null || need+=(gcc)
 else
   command -v curl >/dev/null || need+=(curl)
+  # The TLS tests make their certificates at test time with the openssl command.
+  command -v openssl >/dev/null || need+=(openssl)
   command -v valgrind >/dev/null || need+=(valgrind)
   command -v python3 >/dev/null || need+=(python3)
   command -v pkg-config >/dev/null || need+=(pkg-config)

@@ -3,8 +3,8 @@
 use std::ffi::CStr;
 
 pub use libc::{
-    EAGAIN, EALREADY, EBUSY, ECANCELED, ECONNRESET, EDEADLK, EEXIST, EINVAL, EIO, EMSGSIZE,
-    ENOBUFS, ENOENT, ENOEXEC, ENOMEM, ENOSYS, EPIPE, ESTALE, ETIMEDOUT,
+    EAGAIN, EALREADY, EBADMSG, EBUSY, ECANCELED, ECONNRESET, EDEADLK, EEXIST, EINVAL, EIO,
+    EMSGSIZE, ENOBUFS, ENOENT, ENOEXEC, ENOMEM, ENOSYS, EPIPE, EPROTO, ESTALE, ETIMEDOUT,
 };
 
 /// The text for a code, as a static C string.
@@ -29,6 +29,8 @@ pub fn strerror(err: i32) -> &'static CStr {
         ENOMEM => c"out of memory",
         EIO => c"internal error",
         ENOSYS => c"not implemented",
+        EBADMSG => c"no usable certificate or private key, or a key that does not match",
+        EPROTO => c"TLS protocol error",
         EADDRINUSE => c"address already in use",
         EACCES => c"permission denied",
         EADDRNOTAVAIL => c"address not available",

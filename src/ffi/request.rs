@@ -167,3 +167,50 @@ pub unsafe extern "C" fn httpsrv_request_peer(
         Ok(())
     })
 }
+
+/// `"https"` when the request came over TLS, else `"http"`. NULL for a NULL or stale handle.
+/// A static string. Any thread.
+#[no_mangle]
+pub extern "C" fn httpsrv_request_scheme(sess: *mut httpsrv_session) -> *const c_char {
+    boundary_value(
+        "httpsrv_request_scheme",
+        std::ptr::null(),
+        || match session_of(sess) {
+            Ok(s) if s.is_tls() => c"https".as_ptr(),
+            Ok(_) => c"http".as_ptr(),
+            Err(_) => std::ptr::null(),
+        },
+    )
+}
+
+/// What the TLS handshake of the request's connection agreed on: `what` = `"version"`
+/// (`"TLSv1.2"`, `"TLSv1.3"`), `"cipher"` (the IANA name, e.g. `"TLS_AES_128_GCM_SHA256"`),
+/// `"sni"` (the server name the client asked for) or `"alpn"` (`"http/1.1"`). NULL on a
+/// cleartext connection, for an unknown or NULL `what`, when the client sent no such value, or
+/// for a NULL or stale handle. The string stays valid until the handle goes stale. Any thread.
+///
+/// # Safety
+/// `what` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_request_tls(
+    sess: *mut httpsrv_session,
+    what: *const c_char,
+) -> *const c_char {
+    boundary_value("httpsrv_request_tls", std::ptr::null(), || {
+        let Ok(s) = session_of(sess) else {
+            return std::ptr::null();
+        };
+        // SAFETY: `what` is NULL or a NUL-terminated string (this function's contract).
+        let (Some(info), Ok(what)) = (s.tls_info(), unsafe { c_bytes(what) }) else {
+            return std::ptr::null();
+        };
+        let value = match what {
+            b"version" => Some(info.version),
+            b"cipher" => Some(info.cipher),
+            b"sni" => info.sni.as_deref(),
+            b"alpn" => info.alpn.as_deref(),
+            _ => None,
+        };
+        value.map_or(std::ptr::null(), |v| v.as_ptr())
+    })
+}

@@ -57,6 +57,80 @@ pub unsafe extern "C" fn httpsrv_server_listen(
     })
 }
 
+/// Like `httpsrv_server_listen`, and every connection on this listener speaks TLS with the PEM
+/// certificate chain in `cert_file` (end-entity certificate first) and the private key in
+/// `key_file` (RSA, ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1). The first TLS listener's
+/// certificate is the one for clients that send no SNI name or one no certificate covers (see
+/// `httpsrv_server_add_certificate`). Loads the files and binds now; before start, any thread.
+/// Errors: `ENOENT` a file is missing (other file errors as their errno, e.g. `EACCES`);
+/// `EBADMSG` a file holds no usable certificate or key, or the key does not match the
+/// certificate; `EINVAL` NULL argument or malformed address; `EADDRINUSE`, `EACCES` and other
+/// bind errors as their errno; `EBUSY` after start. Every error is also logged with its reason.
+///
+/// # Safety
+/// `srv` is NULL or a live server; the strings are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_listen_tls(
+    srv: *mut httpsrv_server,
+    addr: *const c_char,
+    cert_file: *const c_char,
+    key_file: *const c_char,
+) -> c_int {
+    boundary("httpsrv_server_listen_tls", || {
+        // SAFETY: `srv` is NULL or a live server, the others NULL or NUL-terminated strings
+        // (this function's contract).
+        let (server, addr, cert, key) = unsafe {
+            (
+                server_of(srv)?,
+                c_str(addr)?,
+                c_str(cert_file)?,
+                c_str(key_file)?,
+            )
+        };
+        server.listen_tls(addr, cert, key)
+    })
+}
+
+/// Adds one more certificate (PEM chain and key, as for `httpsrv_server_listen_tls`) for every
+/// TLS listener. A handshake gets the certificate whose subject alternative names hold the
+/// client's SNI name exactly, else one with a `*.` wildcard covering its first label, else the
+/// first TLS listener's. Any thread, before or after start; new handshakes see it at once.
+/// Errors: `EINVAL` NULL argument; `ENOENT`, `EBADMSG` and file errors as for
+/// `httpsrv_server_listen_tls` (logged with the file name).
+///
+/// # Safety
+/// `srv` is NULL or a live server; the strings are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_add_certificate(
+    srv: *mut httpsrv_server,
+    cert_file: *const c_char,
+    key_file: *const c_char,
+) -> c_int {
+    boundary("httpsrv_server_add_certificate", || {
+        // SAFETY: `srv` is NULL or a live server, the files NULL or NUL-terminated strings
+        // (this function's contract).
+        let (server, cert, key) = unsafe { (server_of(srv)?, c_str(cert_file)?, c_str(key_file)?) };
+        server.add_certificate(cert, key)
+    })
+}
+
+/// Reads every certificate and key file of the TLS listeners and of
+/// `httpsrv_server_add_certificate` again, now, from any thread, while the server runs (a host
+/// calls it on SIGHUP, say). New handshakes use the new certificates; established connections
+/// keep theirs. On any error nothing changes: the error is returned and logged with the file
+/// name. Errors: `EINVAL` NULL server; `ENOENT`, `EBADMSG` and file errors as for
+/// `httpsrv_server_listen_tls`.
+///
+/// # Safety
+/// `srv` is NULL or a live server.
+#[no_mangle]
+pub unsafe extern "C" fn httpsrv_server_reload_certificates(srv: *mut httpsrv_server) -> c_int {
+    boundary("httpsrv_server_reload_certificates", || {
+        // SAFETY: `srv` is NULL or a live server (this function's contract).
+        unsafe { server_of(srv) }?.reload_certificates()
+    })
+}
+
 /// The bound port of listener `index` (in the order of `httpsrv_server_listen` calls), or -1
 /// for a NULL server or an index with no listener. Any thread.
 ///

@@ -22,6 +22,10 @@ impl Tcp {
         Tcp { stream }
     }
 
+    pub(super) fn fd(&self) -> i32 {
+        self.stream.as_raw_fd()
+    }
+
     pub(super) fn read(&mut self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
         // SAFETY: recv writes at most buf.len() bytes into buf.
         let n = unsafe {

@@ -26,6 +26,10 @@ pub struct Config {
     pub compression_types: Vec<String>,
     pub access_log: Option<String>,
     pub server_header: String,
+    /// `tls_protocols`: false for `TLSv1.3` alone.
+    pub tls12: bool,
+    pub tls_handshake_timeout: Duration,
+    pub tls_session_resumption: bool,
 }
 
 const DEFAULT_TYPES: &str = "text/html,text/plain,text/css,text/xml,application/json,\
@@ -53,6 +57,9 @@ impl Default for Config {
             compression_types: compress::parse_types(DEFAULT_TYPES).unwrap_or_default(),
             access_log: None,
             server_header: "httpsrv".to_string(),
+            tls12: true,
+            tls_handshake_timeout: Duration::from_millis(10_000),
+            tls_session_resumption: true,
         }
     }
 }
@@ -83,6 +90,22 @@ fn switch(key: &str, value: &str) -> Result<bool, String> {
         "off" | "0" | "false" | "no" => Ok(false),
         _ => Err(format!("option {key}: '{value}' is not on or off")),
     }
+}
+
+/// `TLSv1.2,TLSv1.3` (either order) or `TLSv1.3`: whether TLS 1.2 is on.
+fn tls_protocols(value: &str) -> Result<bool, String> {
+    let (mut tls12, mut tls13) = (false, false);
+    for v in value.split(',').map(str::trim) {
+        match v {
+            "TLSv1.2" => tls12 = true,
+            "TLSv1.3" => tls13 = true,
+            _ => return Err(format!("option tls_protocols: unknown protocol '{v}'")),
+        }
+    }
+    if !tls13 {
+        return Err("option tls_protocols: TLSv1.3 must be on (TLSv1.2 may be added)".into());
+    }
+    Ok(tls12)
 }
 
 impl Config {
@@ -123,6 +146,9 @@ impl Config {
                 }
                 self.server_header = value.to_string()
             }
+            "tls_protocols" => self.tls12 = tls_protocols(value)?,
+            "tls_handshake_timeout_ms" => self.tls_handshake_timeout = millis(key, value)?,
+            "tls_session_resumption" => self.tls_session_resumption = switch(key, value)?,
             _ => return Err(format!("unknown option '{key}'")),
         }
         Ok(())
@@ -150,5 +176,17 @@ mod tests {
         assert!(c
             .set("compression_types", "text/html, application/json")
             .is_ok());
+        assert!(c.tls12);
+        assert!(c.set("tls_protocols", "TLSv1.3").is_ok());
+        assert!(!c.tls12);
+        assert!(c.set("tls_protocols", "TLSv1.3, TLSv1.2").is_ok());
+        assert!(c.tls12);
+        assert!(c.set("tls_protocols", "TLSv1.2").is_err());
+        assert!(c.set("tls_protocols", "TLSv1.1,TLSv1.3").is_err());
+        assert!(c.set("tls_protocols", "").is_err());
+        assert!(c.set("tls_handshake_timeout_ms", "500").is_ok());
+        assert_eq!(c.tls_handshake_timeout, Duration::from_millis(500));
+        assert!(c.set("tls_session_resumption", "off").is_ok());
+        assert!(!c.tls_session_resumption);
     }
 }

@@ -25,7 +25,7 @@ use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
 use crate::http::outqueue::OutQueue;
 use crate::http::request::{BodyFraming, HttpError, Request};
 use crate::http::response::{Context, Response};
-use crate::io::{Tcp, Transport};
+use crate::io::{Tcp, TlsAcceptor, Transport};
 use crate::proto::h1::chunked::ChunkedDecoder;
 use crate::proto::h1::parse::{parse_head_into, Limits};
 use crate::proto::h1::{self, ResponseEncoder};
@@ -44,7 +44,8 @@ const LINGER_BYTES: usize = 1 << 20;
 pub struct EventLoop {
     poll: Poll,
     shared: Arc<LoopShared>,
-    listeners: Vec<TcpListener>,
+    /// Each listening socket, with the TLS configuration of its connections if it has one.
+    listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     serial: u32,
@@ -62,18 +63,18 @@ impl EventLoop {
     pub fn new(
         id: usize,
         rt: Arc<Runtime>,
-        listeners: Vec<std::net::TcpListener>,
+        listeners: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
         siblings: Siblings,
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let mut mio_listeners = Vec::new();
-        for (i, l) in listeners.into_iter().enumerate() {
+        for (i, (l, tls)) in listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
             let mut l = TcpListener::from_std(l);
             poll.registry()
                 .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
-            mio_listeners.push(l);
+            mio_listeners.push((l, tls));
         }
         Ok(EventLoop {
             poll,
@@ -173,10 +174,11 @@ impl EventLoop {
             return;
         }
         loop {
-            let accepted = match self.listeners.get(li) {
-                Some(l) => l.accept(),
+            let (accepted, tls) = match self.listeners.get(li) {
+                Some((l, tls)) => (l.accept(), tls),
                 None => return,
             };
+            let tls = tls.clone();
             let (stream, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -199,10 +201,11 @@ impl EventLoop {
             let target = self.fewest_connections();
             target.connections.fetch_add(1, Ordering::Relaxed);
             if target.id == self.shared.id {
-                self.add_conn(stream, peer);
+                self.add_conn(stream, peer, tls);
             } else if !target.send(Command::Adopt {
                 stream: stream.into(),
                 peer,
+                tls,
             }) {
                 // That loop has exited (the server stops): the connection is closed.
                 target.release_connection();
@@ -222,8 +225,15 @@ impl EventLoop {
         best.clone()
     }
 
-    fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr) {
-        self.add_transport(Transport::Tcp(Tcp::new(stream)), peer);
+    fn add_conn(&mut self, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+        let transport = match tls {
+            None => Transport::Tcp(Tcp::new(stream)),
+            Some(acceptor) => match acceptor.accept(stream) {
+                Ok(t) => Transport::Tls(Box::new(t)),
+                Err(_) => return self.shared.release_connection(),
+            },
+        };
+        self.add_transport(transport, peer);
     }
 
     fn add_transport(&mut self, transport: Transport, peer: SocketAddr) {
@@ -239,7 +249,13 @@ impl EventLoop {
         }
         self.serial = self.serial.wrapping_add(1);
         let now = clock::now();
-        let deadline = now + self.rt().config.header_timeout;
+        let cfg = &self.rt().config;
+        let deadline = now
+            + if link.handshaking() {
+                cfg.tls_handshake_timeout
+            } else {
+                cfg.header_timeout
+            };
         self.conns[idx] = Some(Conn {
             key: ConnKey {
                 index: idx as u32,
@@ -360,7 +376,8 @@ impl EventLoop {
     fn write_direct(&mut self, idx: usize) -> Option<bool> {
         let send_timeout = self.shared.rt.config.send_timeout;
         let conn = self.conns.get_mut(idx).and_then(Option::as_mut)?;
-        if conn.direct.is_empty() {
+        // A TLS transport may hold records of earlier writes: a writable event sends them.
+        if conn.direct.is_empty() && !conn.link.has_pending_output() {
             return Some(true);
         }
         match conn.link.write(&mut conn.direct) {
@@ -369,7 +386,7 @@ impl EventLoop {
                     conn.direct_progress = clock::now();
                     self.shared.count_sent(n);
                 }
-                if conn.direct.is_empty() {
+                if conn.direct.is_empty() && !conn.link.has_pending_output() {
                     return Some(true);
                 }
                 let d = conn.direct_progress + send_timeout;
@@ -516,8 +533,12 @@ impl EventLoop {
 
     fn set_wait_deadline(&mut self, idx: usize) {
         let cfg = &self.shared.rt.config;
-        let (header, body, keepalive) =
-            (cfg.header_timeout, cfg.body_timeout, cfg.keepalive_timeout);
+        let (header, handshake, body, keepalive) = (
+            cfg.header_timeout,
+            cfg.tls_handshake_timeout,
+            cfg.body_timeout,
+            cfg.keepalive_timeout,
+        );
         let Some((conn, pool)) = self.conn_pool(idx) else {
             return;
         };
@@ -532,6 +553,8 @@ impl EventLoop {
                 }
                 since + keepalive
             }
+            // Before a TLS handshake completes, its own timeout applies.
+            Phase::Head { since, .. } if conn.link.handshaking() => since + handshake,
             Phase::Head { since, .. } => since + header,
             Phase::Body { last_read, .. } => last_read + body,
             _ => return,
@@ -795,12 +818,12 @@ impl EventLoop {
                     }
                 }
                 Command::Stop { grace } => self.begin_stop(grace),
-                Command::Adopt { stream, peer } => {
+                Command::Adopt { stream, peer, tls } => {
                     if self.stop_deadline.is_some() {
                         // Stopping: no new connections (this one closes as it drops).
                         self.shared.release_connection();
                     } else {
-                        self.add_conn(TcpStream::from_std(stream), peer);
+                        self.add_conn(TcpStream::from_std(stream), peer, tls);
                     }
                 }
             }
@@ -818,7 +841,7 @@ impl EventLoop {
     fn begin_stop(&mut self, grace: Duration) {
         let deadline = clock::now() + grace;
         self.stop_deadline = Some(deadline);
-        for mut l in self.listeners.drain(..) {
+        for (mut l, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for idx in 0..self.conns.len() {

@@ -12,15 +12,19 @@ use mio::{Registry, Token};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::http::outqueue::OutQueue;
-use crate::io::Transport;
+use crate::io::{InfoCell, TlsInfo, Transport};
 
 pub struct Link {
     transport: Mutex<Transport>,
+    /// For a TLS connection, what its handshake agreed on (set once it completes). It lives
+    /// here, beside the transport, so the strings stay valid after the transport closed.
+    tls: Option<InfoCell>,
 }
 
 impl Link {
     pub fn new(transport: Transport) -> Link {
         Link {
+            tls: transport.tls_info(),
             transport: Mutex::new(transport),
         }
     }
@@ -34,6 +38,13 @@ impl Link {
     #[inline]
     pub fn write(&self, out: &mut OutQueue) -> io::Result<usize> {
         self.transport.lock().write(out)
+    }
+
+    /// `Transport::has_pending_output`: written output the transport still holds (TLS records
+    /// the socket did not take yet). Cleartext answers without taking the lock.
+    #[inline]
+    pub fn has_pending_output(&self) -> bool {
+        self.tls.is_some() && self.transport.lock().has_pending_output()
     }
 
     /// `Transport::read`.
@@ -52,5 +63,21 @@ impl Link {
 
     pub fn register(&self, registry: &Registry, token: Token) -> io::Result<()> {
         self.transport.lock().register(registry, token)
+    }
+
+    /// Whether the connection speaks TLS.
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A TLS connection whose handshake has not completed.
+    pub fn handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|info| info.get().is_none())
+    }
+
+    /// The handshake's results; None on cleartext or before the handshake completed.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()?.get()
     }
 }

@@ -15,6 +15,7 @@ use super::handles::Handle;
 use super::runtime::Runtime;
 use crate::abi::httpsrv_session;
 use crate::http::compress::CompressorPool;
+use crate::io::TlsAcceptor;
 
 thread_local! {
     pub(super) static CURRENT_LOOP: Cell<usize> = const { Cell::new(0) };
@@ -45,6 +46,8 @@ pub enum Command {
     Adopt {
         stream: std::net::TcpStream,
         peer: SocketAddr,
+        /// The TLS configuration of the listener it came from.
+        tls: Option<TlsAcceptor>,
     },
 }
 

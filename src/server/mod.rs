@@ -28,6 +28,8 @@ use parking_lot::Mutex;
 
 use crate::abi::{httpsrv_log_fn, httpsrv_server};
 use crate::errors::{self, EBUSY, EDEADLK, EINVAL};
+use crate::io::certs::{CertError, CertStore};
+use crate::io::{TlsAcceptor, TlsSettings};
 use config::Config;
 use event_loop::EventLoop;
 use log::Logger;
@@ -57,10 +59,19 @@ struct Running {
     loops: Vec<(Arc<LoopShared>, JoinHandle<()>)>,
 }
 
+/// A bound listening socket, and whether its connections speak TLS.
+struct Listener {
+    socket: std::net::TcpListener,
+    tls: bool,
+}
+
 #[derive(Default)]
 struct Inner {
     config: Config,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
+    /// The certificates of every TLS listener (see `io::certs`); shared with the running
+    /// loops' TLS configuration, so a reload reaches new handshakes.
+    certs: Arc<CertStore>,
     routes: Routes,
     logger: Logger,
     modules: Vec<Module>,
@@ -100,13 +111,78 @@ impl Server {
     }
 
     pub fn listen(&self, addr: &str) -> Result<(), c_int> {
-        let parsed: SocketAddr = addr.parse().map_err(|_| {
+        let socket = self.bind(addr)?;
+        self.inner
+            .lock()
+            .listeners
+            .push(Listener { socket, tls: false });
+        Ok(())
+    }
+
+    /// `listen`, for TLS with this certificate and key (the default certificate when it is
+    /// the first TLS listener). The files are loaded before the address is bound.
+    pub fn listen_tls(&self, addr: &str, cert_file: &str, key_file: &str) -> Result<(), c_int> {
+        let parsed = self.parse_logged(addr)?;
+        let certs = {
+            let inner = self.inner.lock();
+            if inner.started {
+                return Err(EBUSY);
+            }
+            inner.certs.clone()
+        };
+        let loaded = certs
+            .load(cert_file.as_ref(), key_file.as_ref())
+            .map_err(|e| self.cert_error("listen_tls", &e))?;
+        let socket = self.bind_parsed(addr, parsed)?;
+        let mut inner = self.inner.lock();
+        if inner.started {
+            return Err(EBUSY);
+        }
+        certs.insert(cert_file.as_ref(), key_file.as_ref(), true, loaded);
+        inner.listeners.push(Listener { socket, tls: true });
+        Ok(())
+    }
+
+    /// One more certificate for every TLS listener, chosen by SNI. Any time, from any thread.
+    pub fn add_certificate(&self, cert_file: &str, key_file: &str) -> Result<(), c_int> {
+        let certs = self.inner.lock().certs.clone();
+        let loaded = certs
+            .load(cert_file.as_ref(), key_file.as_ref())
+            .map_err(|e| self.cert_error("add_certificate", &e))?;
+        certs.insert(cert_file.as_ref(), key_file.as_ref(), false, loaded);
+        Ok(())
+    }
+
+    /// Reads every certificate and key file again; on any error nothing changes.
+    pub fn reload_certificates(&self) -> Result<(), c_int> {
+        let certs = self.inner.lock().certs.clone();
+        certs
+            .reload()
+            .map_err(|e| self.cert_error("reload_certificates", &e))
+    }
+
+    fn cert_error(&self, function: &str, e: &CertError) -> c_int {
+        self.log_error(&format!("{function}: {e}"));
+        e.code
+    }
+
+    fn parse_logged(&self, addr: &str) -> Result<SocketAddr, c_int> {
+        addr.parse().map_err(|_| {
             self.log_error(&format!("listen: '{addr}' is not an IP:port address"));
             EINVAL
-        })?;
+        })
+    }
+
+    /// Binds a listening socket for `addr`, unless the server has started.
+    fn bind(&self, addr: &str) -> Result<std::net::TcpListener, c_int> {
+        let parsed = self.parse_logged(addr)?;
         if self.inner.lock().started {
             return Err(EBUSY);
         }
+        self.bind_parsed(addr, parsed)
+    }
+
+    fn bind_parsed(&self, addr: &str, parsed: SocketAddr) -> Result<std::net::TcpListener, c_int> {
         let listener = std::net::TcpListener::bind(parsed).map_err(|e| {
             self.log_error(&format!("listen on {addr}: {e}"));
             errors::from_io(&e)
@@ -115,8 +191,7 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| errors::from_io(&e))?;
-        self.inner.lock().listeners.push(listener);
-        Ok(())
+        Ok(listener)
     }
 
     pub fn port(&self, index: usize) -> Option<u16> {
@@ -124,6 +199,7 @@ impl Server {
         inner
             .listeners
             .get(index)?
+            .socket
             .local_addr()
             .ok()
             .map(|a| a.port())
@@ -197,12 +273,27 @@ impl Server {
         if let Err(e) = rt.pool.start(pool_threads) {
             return Err(fail(running, e));
         }
+        let tls = if inner.listeners.iter().any(|l| l.tls) {
+            let settings = TlsSettings {
+                tls12: rt.config.tls12,
+                session_resumption: rt.config.tls_session_resumption,
+            };
+            match TlsAcceptor::configure(inner.certs.clone(), &settings) {
+                Ok(acceptor) => Some(acceptor),
+                Err(why) => {
+                    inner.logger.log(log::ERROR, &why);
+                    return Err(fail(running, std::io::Error::from_raw_os_error(EINVAL)));
+                }
+            }
+        } else {
+            None
+        };
         let siblings = Siblings::default();
         for i in 0..rt.config.threads {
             let mut listeners = Vec::new();
             for l in &inner.listeners {
-                match l.try_clone() {
-                    Ok(l) => listeners.push(l),
+                match l.socket.try_clone() {
+                    Ok(socket) => listeners.push((socket, tls.clone().filter(|_| l.tls))),
                     Err(e) => return Err(fail(running, e)),
                 }
             }

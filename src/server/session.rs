@@ -28,6 +28,7 @@ use crate::http::lent::Lent;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
 use crate::http::response::{accepted_coding, Context, Response};
+use crate::io::TlsInfo;
 use crate::proto::h1::{self, ResponseEncoder};
 
 /// Largest request head buffer a retired session keeps for the next parse.
@@ -373,7 +374,12 @@ impl Session {
             return;
         }
         match self.link.write(&mut st.out) {
-            Ok(0) => {}
+            Ok(0) => {
+                // TLS records of earlier writes may have gone out: a blocking flush checks.
+                if st.blocking_waiters > 0 && self.link.is_tls() {
+                    self.cond.notify_all();
+                }
+            }
             Ok(n) => {
                 st.bytes_sent += n as u64;
                 self.lp.count_sent(n);
@@ -384,10 +390,20 @@ impl Session {
             }
             Err(e) => self.end(st, socket_errno(&e)),
         }
-        if st.ended.is_none() && st.out.is_empty() && st.response.finished() {
+        if st.ended.is_none()
+            && st.out.is_empty()
+            && st.response.finished()
+            && !self.link.has_pending_output()
+        {
             let reason = if st.truncated { ECANCELED } else { 0 };
             self.end(st, reason);
         }
+    }
+
+    /// Whether everything queued is in the kernel: nothing in the queue, nothing encrypted
+    /// and held by a TLS transport.
+    fn all_written(&self, st: &State, target: u64) -> bool {
+        st.bytes_sent >= target && !self.link.has_pending_output()
     }
 
     /// The request, as parsed; valid while the session lives.
@@ -402,6 +418,16 @@ impl Session {
 
     pub fn peer(&self) -> &SocketAddr {
         &self.peer
+    }
+
+    /// Whether the request came over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.link.is_tls()
+    }
+
+    /// What the connection's TLS handshake agreed on; None on cleartext.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.link.tls_info()
     }
 
     /// Changes the response being built (status, fields, compression), if the session lives.
@@ -465,13 +491,13 @@ impl Session {
             if let Some(r) = st.ended.filter(|&r| r != 0) {
                 return Err(r);
             }
-            return if st.out.is_empty() {
+            return if st.out.is_empty() && !self.link.has_pending_output() {
                 Ok(())
             } else {
                 Err(EAGAIN)
             };
         }
-        if st.bytes_sent >= target {
+        if self.all_written(&st, target) {
             return Ok(());
         }
         if !st.hold {
@@ -479,7 +505,7 @@ impl Session {
             // session lock, sparing the hop to the loop. The loop takes over what is left, and
             // runs the close callback if this write ended the session.
             self.write_now(&mut st);
-            if st.bytes_sent >= target && st.ended.is_none() {
+            if self.all_written(&st, target) && st.ended.is_none() {
                 return Ok(());
             }
         }
@@ -487,7 +513,7 @@ impl Session {
         let timeout = self.lp.rt.config.send_timeout;
         st.blocking_waiters += 1;
         let result = loop {
-            if st.bytes_sent >= target {
+            if self.all_written(&st, target) {
                 break Ok(());
             }
             if let Some(r) = st.ended {
@@ -636,14 +662,14 @@ impl Session {
     pub fn send_stalled(&self, now: Instant) -> bool {
         let st = self.state.lock();
         st.ended.is_none()
-            && !st.out.is_empty()
+            && (!st.out.is_empty() || self.link.has_pending_output())
             && now >= st.last_progress + self.lp.rt.config.send_timeout
     }
 
     /// When the send timeout would pass, if output is waiting.
     pub fn send_deadline(&self) -> Option<Instant> {
         let st = self.state.lock();
-        (st.ended.is_none() && !st.out.is_empty())
+        (st.ended.is_none() && (!st.out.is_empty() || self.link.has_pending_output()))
             .then(|| st.last_progress + self.lp.rt.config.send_timeout)
     }
 
@@ -663,8 +689,11 @@ impl Session {
             }
             self.write_now(&mut st);
             let mut ready = Vec::new();
+            // While a TLS transport holds records, which flush they belong to is unknown: every
+            // flush waits until they are in the kernel.
+            let held = !st.async_flushes.is_empty() && self.link.has_pending_output();
             while let Some(f) = st.async_flushes.front() {
-                if f.target > st.bytes_sent && st.ended.is_none() {
+                if (f.target > st.bytes_sent || held) && st.ended.is_none() {
                     break;
                 }
                 if let Some(f) = st.async_flushes.pop_front() {

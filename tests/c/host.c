@@ -7,11 +7,15 @@
  *
  *   host LIBPATH [--listen ADDR]... [--module PATH[=ARGS]]... [--set K=V]...
  *                [--try-set K=V]... [--logger stdout]
+ *                [--tls ADDR,CERT,KEY]... [--try-tls ADDR,CERT,KEY]...
+ *                [--cert CERT,KEY]... [--try-cert CERT,KEY]...
  *   host LIBPATH --resolve-all HEADER
  *
  * Output on stdout (one line each, flushed):
  *   SET <key> <value> <rc>        for every --set / --try-set
  *   LISTEN <addr> <rc>            for every listener
+ *   LISTEN_TLS <addr> <rc>        for every TLS listener (httpsrv_server_listen_tls)
+ *   CERT <cert> <rc>              for every --cert (httpsrv_server_add_certificate)
  *   MODULE <path> <rc>            for every module
  *   START <rc>
  *   PORT <n>                      per listener, in order
@@ -20,13 +24,17 @@
  *   stop <grace_ms>   -> STOPPED <rc>
  *   port <index>      -> PORTOF <index> <port>
  *   ping              -> PONG
+ *   reload            -> RELOADED <rc>   (httpsrv_server_reload_certificates)
+ *   tls ADDR,CERT,KEY -> LISTEN_TLS <addr> <rc>
+ *   cert CERT,KEY     -> CERT <cert> <rc>
  * On EOF: stop(0) if not stopped yet (STOPPED <rc>), httpsrv_server_free,
  * dlclose the library, print FREED and exit 0.
  * A failing --set, listen, module load or start prints FAILED <what>, frees
  * everything, prints FREED and exits 1.
  *
  * Options are applied in this order: logger, sets, listens (default
- * 127.0.0.1:0), modules, start. With --logger stdout the library's log goes to
+ * 127.0.0.1:0), TLS listeners, certificates, modules, start. Listener indexes
+ * (PORT lines) follow that order; a --try-tls that failed has none. With --logger stdout the library's log goes to
  * stdout as "HLOG <level> <message>" lines.
  */
 #include <dlfcn.h>
@@ -52,6 +60,9 @@ typedef const char *(*fn_strerror)(int);
 typedef const char *(*fn_version)(void);
 typedef void (*fn_log)(int, const char *, void *);
 typedef int (*fn_server_set_logger)(httpsrv_server *, fn_log, void *);
+typedef int (*fn_server_listen_tls)(httpsrv_server *, const char *, const char *, const char *);
+typedef int (*fn_server_add_certificate)(httpsrv_server *, const char *, const char *);
+typedef int (*fn_server_reload_certificates)(httpsrv_server *);
 
 #define MAX_ARGS 64
 
@@ -68,7 +79,40 @@ static struct {
     fn_strerror strerror_;
     fn_version version;
     fn_server_set_logger server_set_logger;
+    fn_server_listen_tls server_listen_tls;
+    fn_server_add_certificate server_add_certificate;
+    fn_server_reload_certificates server_reload_certificates;
 } api;
+
+/* "ADDR,CERT,KEY" (listen_tls) or "CERT,KEY" (add_certificate): prints
+ * LISTEN_TLS / CERT with the result; -1 for a malformed spec. */
+static int tls_call(httpsrv_server *srv, const char *spec, int listen)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", spec);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    char *parts[3] = {buf, NULL, NULL};
+    int want = listen ? 3 : 2;
+    for (int i = 1; i < want; i++) {
+        char *comma = strchr(parts[i - 1], ',');
+        if (!comma) {
+            printf("BADSPEC %s\n", spec);
+            return -1;
+        }
+        *comma = '\0';
+        parts[i] = comma + 1;
+    }
+    int rc;
+    if (listen) {
+        rc = api.server_listen_tls(srv, parts[0], parts[1], parts[2]);
+        printf("LISTEN_TLS %s %d\n", parts[0], rc);
+    } else {
+        rc = api.server_add_certificate(srv, parts[0], parts[1]);
+        printf("CERT %s %d\n", parts[0], rc);
+    }
+    fflush(stdout);
+    return rc;
+}
 
 /* --logger stdout: library log messages as "HLOG <level> <message>" lines on stdout */
 static void log_to_stdout(int level, const char *message, void *ud)
@@ -227,8 +271,9 @@ int main(int argc, char **argv)
     }
 
     const char *listens[MAX_ARGS], *modules[MAX_ARGS], *sets[MAX_ARGS];
-    int set_try[MAX_ARGS];
-    int nl = 0, nm = 0, ns = 0, logger = 0;
+    const char *tlss[MAX_ARGS], *certs[MAX_ARGS];
+    int set_try[MAX_ARGS], tls_try[MAX_ARGS], cert_try[MAX_ARGS];
+    int nl = 0, nm = 0, ns = 0, nt = 0, nc = 0, logger = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) {
@@ -246,6 +291,12 @@ int main(int argc, char **argv)
             listens[nl++] = v;
         } else if (strcmp(a, "--module") == 0 && nm < MAX_ARGS) {
             modules[nm++] = v;
+        } else if ((strcmp(a, "--tls") == 0 || strcmp(a, "--try-tls") == 0) && nt < MAX_ARGS) {
+            tls_try[nt] = strcmp(a, "--try-tls") == 0;
+            tlss[nt++] = v;
+        } else if ((strcmp(a, "--cert") == 0 || strcmp(a, "--try-cert") == 0) && nc < MAX_ARGS) {
+            cert_try[nc] = strcmp(a, "--try-cert") == 0;
+            certs[nc++] = v;
         } else if ((strcmp(a, "--set") == 0 || strcmp(a, "--try-set") == 0) && ns < MAX_ARGS) {
             set_try[ns] = strcmp(a, "--try-set") == 0;
             sets[ns++] = v;
@@ -266,6 +317,9 @@ int main(int argc, char **argv)
     RESOLVE(strerror_, "httpsrv_strerror");
     RESOLVE(version, "httpsrv_version");
     RESOLVE(server_set_logger, "httpsrv_server_set_logger");
+    RESOLVE(server_listen_tls, "httpsrv_server_listen_tls");
+    RESOLVE(server_add_certificate, "httpsrv_server_add_certificate");
+    RESOLVE(server_reload_certificates, "httpsrv_server_reload_certificates");
 
     const char *ver = api.version();
     printf("VERSION %s\n", ver ? ver : "(null)");
@@ -309,6 +363,24 @@ int main(int argc, char **argv)
         }
     }
 
+    int nports = nl;
+    for (int i = 0; i < nt; i++) {
+        int rc = tls_call(srv, tlss[i], 1);
+        if (rc == 0) {
+            nports++;
+        } else if (!tls_try[i]) {
+            printf("FAILED listen_tls %s\n", tlss[i]);
+            finish(srv, 1, 1);
+        }
+    }
+    for (int i = 0; i < nc; i++) {
+        int rc = tls_call(srv, certs[i], 0);
+        if (rc != 0 && !cert_try[i]) {
+            printf("FAILED cert %s\n", certs[i]);
+            finish(srv, 1, 1);
+        }
+    }
+
     for (int i = 0; i < nm; i++) {
         char spec[4096];
         snprintf(spec, sizeof spec, "%s", modules[i]);
@@ -333,7 +405,7 @@ int main(int argc, char **argv)
         printf("FAILED start\n");
         finish(srv, 1, 1);
     }
-    for (int i = 0; i < nl; i++) printf("PORT %d\n", api.server_port(srv, (size_t)i));
+    for (int i = 0; i < nports; i++) printf("PORT %d\n", api.server_port(srv, (size_t)i));
     printf("READY\n");
     fflush(stdout);
 
@@ -351,6 +423,12 @@ int main(int argc, char **argv)
             continue;
         } else if (strncmp(line, "ping", 4) == 0) {
             printf("PONG\n");
+        } else if (strncmp(line, "reload", 6) == 0) {
+            printf("RELOADED %d\n", api.server_reload_certificates(srv));
+        } else if (strncmp(line, "tls ", 4) == 0) {
+            tls_call(srv, line + 4, 1);
+        } else if (strncmp(line, "cert ", 5) == 0) {
+            tls_call(srv, line + 5, 0);
         } else {
             printf("UNKNOWN\n");
         }

@@ -368,6 +368,30 @@ static int h_hello(httpsrv_session *s, void *ud)
     return HTTPSRV_DONE;
 }
 
+/* /t/tls: the scheme and every httpsrv_request_tls value, one "key=value"
+ * line each ("(null)" for NULL) */
+static int h_tls(httpsrv_session *s, void *ud)
+{
+    (void)ud;
+    watch(s, "tls");
+    static const char *const whats[] = {"version", "cipher", "sni", "alpn", "bogus", ""};
+    char buf[1024];
+    const char *scheme = httpsrv_request_scheme(s);
+    int n = snprintf(buf, sizeof buf, "scheme=%s\n", scheme ? scheme : "(null)");
+    for (size_t i = 0; i < sizeof whats / sizeof whats[0] && n > 0 && (size_t)n < sizeof buf; i++) {
+        const char *v = httpsrv_request_tls(s, whats[i]);
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s=%s\n", whats[i], v ? v : "(null)");
+    }
+    const char *vnull = httpsrv_request_tls(s, NULL);
+    const char *snull = httpsrv_request_tls(NULL, "version");
+    if (n > 0 && (size_t)n < sizeof buf)
+        snprintf(buf + n, sizeof buf - (size_t)n, "null-what=%s\nnull-session=%s\n",
+                 vnull ? vnull : "(null)", snull ? snull : "(null)");
+    httpsrv_response_header_set(s, "Content-Type", "text/plain");
+    append_str(s, buf);
+    return HTTPSRV_DONE;
+}
+
 /* /t/thread: which thread runs the handler (a loop thread for inline routes) */
 static int h_thread(httpsrv_session *s, void *ud)
 {
@@ -1543,6 +1567,7 @@ int httpsrv_module_init(httpsrv_server *srv, const char *args)
 
     ROUTE(NULL, "/t/hello", 0, h_hello, NULL);
     ROUTE(NULL, "/t/thread", 0, h_thread, NULL);
+    ROUTE(NULL, "/t/tls", 0, h_tls, NULL);
     ROUTE(NULL, "/t/stream", 0, h_stream, NULL);
     ROUTE(NULL, "/t/length", 0, h_length, NULL);
     ROUTE(NULL, "/t/status", 0, h_status, NULL);

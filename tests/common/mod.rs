@@ -284,6 +284,28 @@ impl HostBuilder {
         self.args.push(addr.into());
         self
     }
+    /// A TLS listener (`httpsrv_server_listen_tls`); the host fails to start if it fails.
+    /// TLS listeners come after the plain ones in `Server::ports`.
+    pub fn tls(mut self, addr: &str, cert: &Path, key: &Path) -> Self {
+        self.args.push("--tls".into());
+        self.args
+            .push(format!("{addr},{},{}", cert.display(), key.display()));
+        self
+    }
+    /// `tls`, reporting the result (`LISTEN_TLS <addr> <rc>`) without failing.
+    pub fn try_tls(mut self, addr: &str, cert: &Path, key: &Path) -> Self {
+        self.args.push("--try-tls".into());
+        self.args
+            .push(format!("{addr},{},{}", cert.display(), key.display()));
+        self
+    }
+    /// One more certificate (`httpsrv_server_add_certificate`); reports `CERT <cert> <rc>`.
+    pub fn try_cert(mut self, cert: &Path, key: &Path) -> Self {
+        self.args.push("--try-cert".into());
+        self.args
+            .push(format!("{},{}", cert.display(), key.display()));
+        self
+    }
     /// Loads `path` (with `args` when given) in addition to (after) the test module.
     pub fn module(mut self, path: &Path, args: Option<&str>) -> Self {
         self.args.push("--module".into());
@@ -426,6 +448,10 @@ impl Server {
 
     pub fn port(&self) -> u16 {
         self.ports[0]
+    }
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
     pub fn ports(&self) -> &[u16] {
         &self.ports

@@ -1,0 +1,683 @@
+//! TLS (API.md Part 2, "TLS (rustls)") against the C host and the test module, with real
+//! clients that are not rustls: Python's ssl module and curl (both OpenSSL), and raw sockets
+//! for the hostile cases. Certificates are made at test time with the openssl command.
+
+mod common;
+#[path = "../src/io/testcerts.rs"]
+mod testcerts;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(15);
+const ENOENT: i32 = 2;
+const EBADMSG: i32 = 74;
+const EINVAL: i32 = 22;
+const EADDRINUSE: i32 = 98;
+const EBUSY: i32 = 16;
+
+// ---------------------------------------------------------------------------------------------
+// certificates
+
+fn cert_dir(name: &str) -> PathBuf {
+    testcerts::dir_in(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+}
+
+fn client_script() -> PathBuf {
+    paths().manifest.join("tests").join("tls_client.py")
+}
+
+fn json_field(line: &str, key: &str) -> Option<String> {
+    // The client writes flat JSON objects; a small reader for its string and number fields.
+    let pat = format!("\"{key}\": ");
+    let at = line.find(&pat)? + pat.len();
+    let rest = &line[at..];
+    if let Some(s) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Some(out),
+                '\\' => match chars.next()? {
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                    }
+                    c => out.push(c),
+                },
+                c => out.push(c),
+            }
+        }
+        None
+    } else {
+        Some(
+            rest.chars()
+                .take_while(|c| !matches!(c, ',' | '}'))
+                .collect::<String>()
+                .trim()
+                .to_string(),
+        )
+    }
+}
+
+fn fingerprint(cert: &Path) -> String {
+    let out = Command::new("python3")
+        .arg(client_script())
+        .args(["fingerprint", cert.to_str().unwrap()])
+        .output()
+        .expect("python3");
+    json_field(&String::from_utf8_lossy(&out.stdout), "fingerprint").expect("a fingerprint")
+}
+
+// ---------------------------------------------------------------------------------------------
+// the Python client
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// The "connected" line: version, cipher, alpn, cert.
+    hello: String,
+}
+
+impl Client {
+    fn connect(port: u16, sni: Option<&str>, version: Option<&str>) -> Client {
+        let mut cmd = Command::new("python3");
+        cmd.arg(client_script())
+            .args(["connect", &port.to_string()]);
+        if let Some(s) = sni {
+            cmd.args(["--sni", s]);
+        }
+        if let Some(v) = version {
+            cmd.args(["--tls", v]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut c = Client {
+            child,
+            stdin,
+            stdout,
+            hello: String::new(),
+        };
+        c.hello = c.line();
+        assert!(
+            c.hello.contains("\"connected\""),
+            "handshake failed: {}",
+            c.hello
+        );
+        c
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).expect("client output");
+        l
+    }
+
+    fn field(&self, key: &str) -> String {
+        json_field(&self.hello, key).unwrap_or_default()
+    }
+
+    /// One request on the connection: (status, body, the response line).
+    fn get(&mut self, path: &str) -> (u16, String, String) {
+        writeln!(self.stdin, "GET {path}").unwrap();
+        let l = self.line();
+        let status = json_field(&l, "status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no response to {path}: {l}"));
+        (status, json_field(&l, "body").unwrap_or_default(), l)
+    }
+
+    /// Reads to the end: whether it ended with close_notify.
+    fn eof_clean(&mut self) -> bool {
+        writeln!(self.stdin, "EOF").unwrap();
+        let l = self.line();
+        assert!(l.contains("\"eof\""), "{l}");
+        l.contains("\"clean\": true")
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "QUIT");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_lines(body: &str) -> std::collections::HashMap<String, String> {
+    body.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The host with a TLS listener on a certificate for `names`: (server, TLS port, cert, key).
+fn tls_host(dir: &Path, names: &[&str], b: HostBuilder) -> (Server, u16, PathBuf, PathBuf) {
+    let (crt, key) = testcerts::make(dir, "main", testcerts::EC_SEC1, names);
+    let srv = b.tls("127.0.0.1:0", &crt, &key).start();
+    let port = srv.ports()[1];
+    (srv, port, crt, key)
+}
+
+fn rc_of(out: &[String], prefix: &str) -> i32 {
+    let line = out
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in {out:?}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// tests
+
+#[test]
+fn every_key_type_over_tls12_and_tls13_with_sni_selection() {
+    let d = cert_dir("keys");
+    let (main_crt, main_key) = testcerts::make(&d, "main", testcerts::RSA_PKCS8, &["rsa.test"]);
+    let certs = [
+        ("rsa1", testcerts::RSA_PKCS1, vec!["rsa1.test"]),
+        ("ec", testcerts::EC_SEC1, vec!["ec.test"]),
+        ("ed", testcerts::ED25519, vec!["ed.test"]),
+        ("wild", testcerts::EC_PKCS8, vec!["*.wild.test"]),
+    ];
+    let mut b = HostBuilder::new().tls("127.0.0.1:0", &main_crt, &main_key);
+    let mut made = Vec::new();
+    for (stem, kind, names) in &certs {
+        let (c, k) = testcerts::make(&d, stem, kind, names);
+        b = b.try_cert(&c, &k);
+        made.push(c);
+    }
+    let srv = b.start();
+    for (i, (stem, _, _)) in certs.iter().enumerate() {
+        assert_eq!(
+            rc_of(&srv.output(), &format!("CERT {}", made[i].display())),
+            0,
+            "{stem}"
+        );
+    }
+    let port = srv.ports()[1];
+    let fp_main = fingerprint(&main_crt);
+    let cases = [
+        (Some("rsa.test"), fp_main.clone()),
+        (Some("rsa1.test"), fingerprint(&made[0])),
+        (Some("ec.test"), fingerprint(&made[1])),
+        (Some("ED.test"), fingerprint(&made[2])),
+        (Some("a.wild.test"), fingerprint(&made[3])),
+        (Some("a.b.wild.test"), fp_main.clone()),
+        (Some("unknown.test"), fp_main.clone()),
+        (None, fp_main.clone()),
+    ];
+    for version in ["1.2", "1.3"] {
+        for (sni, want) in &cases {
+            let mut c = Client::connect(port, *sni, Some(version));
+            assert_eq!(
+                &c.field("cert"),
+                want,
+                "certificate for {sni:?} over {version}"
+            );
+            assert_eq!(c.field("version"), format!("TLSv{version}"));
+            assert_eq!(c.field("alpn"), "http/1.1");
+            let (status, body, _) = c.get("/t/tls");
+            assert_eq!(status, 200);
+            let f = tls_lines(&body);
+            assert_eq!(f["scheme"], "https", "{body}");
+            assert_eq!(f["version"], format!("TLSv{version}"), "{body}");
+            assert_eq!(f["alpn"], "http/1.1");
+            let sni_seen = sni.map_or("(null)".to_string(), |s| s.to_ascii_lowercase());
+            assert_eq!(f["sni"], sni_seen);
+            assert_eq!(f["bogus"], "(null)");
+            assert_eq!(f[""], "(null)");
+            assert_eq!(f["null-what"], "(null)");
+            assert_eq!(f["null-session"], "(null)");
+            if version == "1.3" {
+                // OpenSSL names TLS 1.3 suites by their IANA names.
+                assert_eq!(f["cipher"], c.field("cipher"), "{body}");
+            } else {
+                assert!(f["cipher"].starts_with("TLS_ECDHE_"), "{body}");
+            }
+            // A second request on the same connection.
+            assert_eq!(c.get("/t/hello").0, 200);
+        }
+    }
+    // The cleartext listener of the same server.
+    let r = srv.get("/t/tls");
+    let f = tls_lines(&r.text());
+    assert_eq!(f["scheme"], "http");
+    assert_eq!(f["version"], "(null)");
+}
+
+#[test]
+fn curl_verifies_the_certificate_and_gets_a_response() {
+    let d = cert_dir("curl");
+    let (srv, port, crt, _) = tls_host(&d, &["curl.test"], HostBuilder::new());
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "15", "--cacert", crt.to_str().unwrap()])
+        .args(["--resolve", &format!("curl.test:{port}:127.0.0.1")])
+        .arg(format!("https://curl.test:{port}/t/hello"))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        srv.diagnostics()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world\n");
+}
+
+#[test]
+fn responses_end_with_close_notify_and_streams_arrive_as_flushed() {
+    let d = cert_dir("stream");
+    let (srv, port, _, _) = tls_host(&d, &["s.test"], HostBuilder::new().set("pool_threads", "2"));
+    let mut c = Client::connect(port, Some("s.test"), None);
+    // A pool handler flushes a line, sleeps 300 ms, flushes the next, then the last chunk.
+    let (status, body, line) = c.get("/t/pool/lines?n=3&ms=300");
+    assert_eq!(status, 200);
+    assert_eq!(body, "line 0\nline 1\nline 2\n");
+    let arrivals: Vec<f64> = line
+        .split("\"arrivals\": [")
+        .nth(1)
+        .unwrap()
+        .split('[')
+        .filter_map(|a| a.split(',').next()?.trim().parse().ok())
+        .collect();
+    let (first, last) = (arrivals[0], arrivals[arrivals.len() - 1]);
+    assert!(
+        last - first >= 450.0,
+        "the first flush arrived {first} ms in, the end {last} ms: {line}"
+    );
+    // Large responses through every writer: the loop (EAGAIN), flush_async, a pool thread.
+    for path in [
+        "/t/loop-big?bytes=3000000",
+        "/t/async-big?bytes=3000000",
+        "/t/pool/big?bytes=3000000&reps=2",
+    ] {
+        let (status, body, _) = c.get(path);
+        assert_eq!(status, 200, "{path}");
+        let body = body.as_bytes().to_vec();
+        assert!(body.len() >= 3_000_000, "{path}: {} bytes", body.len());
+    }
+    // Connection: close: the response, then close_notify.
+    let (status, _, _) = c.get("/t/hello?close=1");
+    assert_eq!(status, 200);
+    assert!(c.eof_clean(), "the server ended without close_notify");
+    let log = srv.must_log("close loop-big", |l| l.contains("close loop-big 0 "), T);
+    assert!(log.contains("close async-big 0 "), "{log}");
+}
+
+#[test]
+fn reload_reaches_new_handshakes_and_spares_established_ones() {
+    let d = cert_dir("reload");
+    let (mut srv, port, crt, key) = tls_host(&d, &["r.test"], HostBuilder::new().logger());
+    let old = fingerprint(&crt);
+    let mut kept = Client::connect(port, Some("r.test"), None);
+    assert_eq!(kept.field("cert"), old);
+    assert_eq!(kept.get("/t/hello").0, 200);
+    // New files in place, then reload while the connection stays up.
+    testcerts::make(&d, "main", testcerts::ED25519, &["r.test"]);
+    let new = fingerprint(&crt);
+    assert_ne!(new, old);
+    srv.send_cmd("reload");
+    assert_eq!(srv.expect_line("RELOADED ", T), "RELOADED 0");
+    assert_eq!(
+        kept.get("/t/hello").0,
+        200,
+        "the old connection still works"
+    );
+    let fresh = Client::connect(port, Some("r.test"), None);
+    assert_eq!(fresh.field("cert"), new);
+    // A broken key: the reload fails, is logged with the file name, and changes nothing.
+    std::fs::write(
+        &key,
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    srv.send_cmd("reload");
+    assert_eq!(
+        srv.expect_line("RELOADED ", T),
+        format!("RELOADED {EBADMSG}")
+    );
+    let key_name = key.display().to_string();
+    assert!(
+        srv.output()
+            .iter()
+            .any(|l| l.starts_with("HLOG 0 reload_certificates") && l.contains(&key_name)),
+        "{}",
+        srv.diagnostics()
+    );
+    std::fs::remove_file(&crt).unwrap();
+    srv.send_cmd("reload");
+    assert_eq!(
+        srv.expect_line("RELOADED ", T),
+        format!("RELOADED {ENOENT}")
+    );
+    let after = Client::connect(port, Some("r.test"), None);
+    assert_eq!(after.field("cert"), new);
+    assert_eq!(kept.get("/t/hello").0, 200);
+}
+
+#[test]
+fn every_documented_error_of_the_server_functions() {
+    let d = cert_dir("errors");
+    let (crt, key) = testcerts::make(&d, "good", testcerts::EC_SEC1, &["good.test"]);
+    let (_, other_key) = testcerts::make(&d, "other", testcerts::EC_SEC1, &["other.test"]);
+    let missing = d.join("missing.pem");
+    let garbage = d.join("garbage.pem");
+    std::fs::write(&garbage, b"not a certificate\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let mut srv = HostBuilder::new()
+        .try_tls("127.0.0.1:0", &missing, &key)
+        .try_tls("127.0.0.2:0", &crt, &missing)
+        .try_tls("127.0.0.3:0", &garbage, &key)
+        .try_tls("127.0.0.4:0", &crt, &garbage)
+        .try_tls("127.0.0.5:0", &crt, &other_key)
+        .try_tls("no-address", &crt, &key)
+        .try_tls(&taken_addr, &crt, &key)
+        .try_tls("127.0.0.1:0", &crt, &key)
+        .try_cert(&missing, &key)
+        .try_cert(&garbage, &key)
+        .try_cert(&crt, &other_key)
+        .logger()
+        .start();
+    let out = srv.output();
+    assert_eq!(rc_of(&out, "LISTEN_TLS 127.0.0.1:0 "), ENOENT);
+    assert_eq!(rc_of(&out, "LISTEN_TLS 127.0.0.2:0 "), ENOENT);
+    assert_eq!(rc_of(&out, "LISTEN_TLS 127.0.0.3:0 "), EBADMSG);
+    assert_eq!(rc_of(&out, "LISTEN_TLS 127.0.0.4:0 "), EBADMSG);
+    assert_eq!(rc_of(&out, "LISTEN_TLS 127.0.0.5:0 "), EBADMSG);
+    assert_eq!(rc_of(&out, "LISTEN_TLS no-address "), EINVAL);
+    assert_eq!(
+        rc_of(&out, &format!("LISTEN_TLS {taken_addr} ")),
+        EADDRINUSE
+    );
+    let certs: Vec<i32> = out
+        .iter()
+        .filter(|l| l.starts_with("CERT "))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(certs, vec![ENOENT, EBADMSG, EBADMSG]);
+    // Every refusal is logged with the file it was about.
+    for f in [&missing, &garbage, &other_key] {
+        let name = f.display().to_string();
+        assert!(
+            out.iter()
+                .any(|l| l.starts_with("HLOG 0 ") && l.contains(&name)),
+            "nothing logged about {name}:\n{out:?}"
+        );
+    }
+    // Only the last listen_tls bound a listener, after the default cleartext one.
+    assert_eq!(srv.ports().len(), 2, "{out:?}");
+    // After start: listen_tls is EBUSY; add_certificate still works (and fails as before).
+    srv.send_cmd(&format!(
+        "tls 127.0.0.1:0,{},{}",
+        crt.display(),
+        key.display()
+    ));
+    assert_eq!(
+        srv.expect_line("LISTEN_TLS ", T),
+        "LISTEN_TLS 127.0.0.1:0 16"
+    );
+    let _ = EBUSY;
+    srv.send_cmd(&format!("cert {},{}", garbage.display(), key.display()));
+    assert!(srv
+        .expect_line("CERT ", T)
+        .ends_with(&format!(" {EBADMSG}")));
+    let (c2, k2) = testcerts::make(&d, "late", testcerts::ED25519, &["late.test"]);
+    srv.send_cmd(&format!("cert {},{}", c2.display(), k2.display()));
+    assert!(srv.expect_line("CERT ", T).ends_with(" 0"));
+    let late = Client::connect(srv.ports()[1], Some("late.test"), None);
+    assert_eq!(late.field("cert"), fingerprint(&c2));
+    // NULL arguments, through the library itself.
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (a, cp, kp) = (
+        c("127.0.0.1:0"),
+        c(crt.to_str().unwrap()),
+        c(key.to_str().unwrap()),
+    );
+    let null = std::ptr::null();
+    // SAFETY: NULL or NUL-terminated strings, and a server from httpsrv_server_new.
+    unsafe {
+        let s = httpsrv::httpsrv_server_new();
+        assert_eq!(
+            httpsrv::httpsrv_server_listen_tls(
+                std::ptr::null_mut(),
+                a.as_ptr(),
+                cp.as_ptr(),
+                kp.as_ptr()
+            ),
+            EINVAL
+        );
+        assert_eq!(
+            httpsrv::httpsrv_server_listen_tls(s, null, cp.as_ptr(), kp.as_ptr()),
+            EINVAL
+        );
+        assert_eq!(
+            httpsrv::httpsrv_server_listen_tls(s, a.as_ptr(), null, kp.as_ptr()),
+            EINVAL
+        );
+        assert_eq!(
+            httpsrv::httpsrv_server_listen_tls(s, a.as_ptr(), cp.as_ptr(), null),
+            EINVAL
+        );
+        assert_eq!(
+            httpsrv::httpsrv_server_add_certificate(std::ptr::null_mut(), cp.as_ptr(), kp.as_ptr()),
+            EINVAL
+        );
+        assert_eq!(
+            httpsrv::httpsrv_server_add_certificate(s, null, kp.as_ptr()),
+            EINVAL
+        );
+        assert_eq!(
+            httpsrv::httpsrv_server_add_certificate(s, cp.as_ptr(), null),
+            EINVAL
+        );
+        assert_eq!(
+            httpsrv::httpsrv_server_reload_certificates(std::ptr::null_mut()),
+            EINVAL
+        );
+        assert_eq!(
+            httpsrv::httpsrv_server_reload_certificates(s),
+            0,
+            "nothing to reload"
+        );
+        assert!(httpsrv::httpsrv_request_scheme(std::ptr::null_mut()).is_null());
+        assert!(
+            httpsrv::httpsrv_request_tls(std::ptr::null_mut(), c("version").as_ptr()).is_null()
+        );
+        httpsrv::httpsrv_server_free(s);
+    }
+    drop(taken);
+}
+
+/// Waits for the server to close `s`; returns how long it took and what it sent.
+fn closed_after(s: &mut TcpStream, limit: Duration) -> (Option<Duration>, Vec<u8>) {
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return (Some(start.elapsed()), got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (Some(start.elapsed()), got),
+        }
+    }
+    (None, got)
+}
+
+fn client_hello(name: &str) -> Vec<u8> {
+    let out = Command::new("python3")
+        .arg(client_script())
+        .args(["hello", name])
+        .output()
+        .expect("python3");
+    let hex = json_field(&String::from_utf8_lossy(&out.stdout), "hello").expect("a hello");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn handshake_timeout_closes_but_a_finished_handshake_gets_the_header_timeout() {
+    let d = cert_dir("timeout");
+    let b = HostBuilder::new()
+        .set("tls_handshake_timeout_ms", "600")
+        .set("header_timeout_ms", "5000");
+    let (srv, port, _, _) = tls_host(&d, &["t.test"], b);
+    let hello = client_hello("t.test");
+    // Silent, and a ClientHello cut short: both closed at the handshake timeout.
+    let opened = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut cut = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    cut.write_all(&hello[..hello.len() / 2]).unwrap();
+    for (what, s) in [("truncated hello", &mut cut), ("silent", &mut silent)] {
+        let (closed, sent) = closed_after(s, Duration::from_secs(5));
+        assert!(closed.is_some(), "{what}: not closed");
+        let after = opened.elapsed();
+        assert!(
+            after >= Duration::from_millis(400) && after < Duration::from_secs(3),
+            "{what}: closed after {after:?}"
+        );
+        assert!(!sent.starts_with(b"HTTP/"), "{what}: {sent:?}");
+    }
+    // A finished handshake waits for its request beyond the handshake timeout.
+    let mut c = Client::connect(port, Some("t.test"), None);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(c.get("/t/hello").0, 200, "{}", srv.diagnostics());
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn hostile_handshakes_cost_bounded_memory_and_never_another_clients_service() {
+    let d = cert_dir("hostile");
+    let b = HostBuilder::new().set("tls_handshake_timeout_ms", "20000");
+    let (srv, port, _, _) = tls_host(&d, &["h.test"], b);
+    // Warm up: one full exchange, so lazily made state is there before measuring.
+    assert_eq!(
+        Client::connect(port, Some("h.test"), None)
+            .get("/t/hello")
+            .0,
+        200
+    );
+    // Plain HTTP and garbage: closed, with no HTTP answer.
+    for bytes in [
+        b"GET /t/hello HTTP/1.1\r\nHost: h.test\r\n\r\n".to_vec(),
+        (0..3000u32).map(|i| (i * 7919 % 256) as u8).collect(),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(&bytes).unwrap();
+        let (after, sent) = closed_after(&mut s, Duration::from_secs(5));
+        assert!(after.is_some(), "not closed");
+        assert!(
+            sent.is_empty() || sent[0] == 0x15,
+            "an alert at most: {sent:?}"
+        );
+    }
+    // 500 half-open handshakes: a whole ClientHello each, and no reply to the server's flight.
+    let hello = client_hello("h.test");
+    let before = rss_kib(srv.pid());
+    let mut open = Vec::new();
+    for _ in 0..500 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(&hello).unwrap();
+        open.push(s);
+    }
+    // Meanwhile another client is served.
+    let started = Instant::now();
+    let mut c = Client::connect(port, Some("h.test"), None);
+    assert_eq!(c.get("/t/hello").0, 200);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Every half-open handshake got the server's flight (so the server did its work).
+    for s in open.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], 0x16, "a handshake record");
+    }
+    let after = rss_kib(srv.pid());
+    let per_conn = after.saturating_sub(before) as f64 / 500.0;
+    eprintln!("500 half-open handshakes: RSS {before} -> {after} KiB, {per_conn:.1} KiB each");
+    assert!(per_conn < 40.0, "{per_conn:.1} KiB per half-open handshake");
+    drop(open);
+    // None of these connections carried a request: no session, no on_close.
+    let log = srv.log();
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("close ")).count(),
+        2,
+        "{log}"
+    );
+}
+
+#[test]
+fn renegotiation_is_refused_and_the_server_goes_on() {
+    let d = cert_dir("reneg");
+    let (srv, port, _, _) = tls_host(&d, &["n.test"], HostBuilder::new());
+    // openssl s_client renegotiates a TLS 1.2 connection when a line reads "R".
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-tls1_2", "-servername", "n.test"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"GET /t/hello HTTP/1.1\r\nHost: n.test\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stdin.write_all(b"R\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let deadline = Instant::now() + T;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "s_client did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Hello, world"), "{text}");
+    assert!(text.contains("RENEGOTIATING"), "{text}");
+    assert!(
+        text.contains("no renegotiation"),
+        "the server refuses it: {text}"
+    );
+    // Other clients are served as before.
+    let mut c = Client::connect(port, Some("n.test"), Some("1.2"));
+    assert_eq!(c.get("/t/hello").0, 200, "{}", srv.diagnostics());
+}

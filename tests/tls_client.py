@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""A TLS client for tests/tls.rs, on Python's ssl module (OpenSSL): a real client that is not
+rustls. Every output is one JSON line on stdout.
+
+  tls_client.py fingerprint FILE      sha256 of the DER of the first certificate in a PEM file
+  tls_client.py hello NAME            a ClientHello for NAME, hex (the bytes a client sends first)
+  tls_client.py connect PORT [--sni NAME] [--tls 1.2|1.3]
+      handshakes, prints {"event": "connected", version, cipher, alpn, cert (sha256)}, then runs
+      commands from stdin, one per line:
+        GET PATH   one request on the connection: {"event": "response", status, headers, body,
+                   arrivals: [[ms since the request was sent, bytes of the response so far]...]}
+        EOF        reads to the end: {"event": "eof", "clean": true} when the server ended with
+                   close_notify, false for a bare TCP end
+        QUIT       closes
+"""
+
+import hashlib
+import json
+import socket
+import ssl
+import sys
+import time
+
+TIMEOUT = 15
+
+
+def out(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def fingerprint(path):
+    with open(path) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return hashlib.sha256(der).hexdigest()
+
+
+def context(version):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    # The tests check which certificate was served by its fingerprint.
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    if version == "1.2":
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    elif version == "1.3":
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def hello(name):
+    ctx = context(None)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=name)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    out({"hello": outgoing.read().hex()})
+
+
+def read_response(sock, buf, sent_at, arrivals):
+    """Reads one response from `sock` (bytes already read in buf[0]); returns (status,
+    headers, body)."""
+
+    def more():
+        data = sock.recv(65536)
+        if not data:
+            raise EOFError("connection ended mid-response")
+        buf[0] += data
+        arrivals.append([round((time.monotonic() - sent_at) * 1000, 1), len(buf[0])])
+
+    while b"\r\n\r\n" not in buf[0]:
+        more()
+    head, rest = buf[0].split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    buf[0] = rest
+    body = b""
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            while b"\r\n" not in buf[0]:
+                more()
+            size_line, buf[0] = buf[0].split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(buf[0]) < size + 2:
+                more()
+            body += buf[0][:size]
+            buf[0] = buf[0][size + 2:]
+            if size == 0:
+                break
+    else:
+        length = int(headers.get("content-length", "0"))
+        while len(buf[0]) < length:
+            more()
+        body, buf[0] = buf[0][:length], buf[0][length:]
+    return status, headers, body
+
+
+def connect(port, sni, version):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    ctx = context(version)
+    sock = ctx.wrap_socket(raw, server_hostname=sni, suppress_ragged_eofs=False)
+    der = sock.getpeercert(binary_form=True)
+    out({
+        "event": "connected",
+        "version": sock.version(),
+        "cipher": sock.cipher()[0],
+        "alpn": sock.selected_alpn_protocol(),
+        "cert": hashlib.sha256(der).hexdigest(),
+    })
+    buf = [b""]
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "GET":
+            request = "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (words[1], sni or "test")
+            sent_at = time.monotonic()
+            sock.sendall(request.encode())
+            arrivals = []
+            status, headers, body = read_response(sock, buf, sent_at, arrivals)
+            out({
+                "event": "response",
+                "status": status,
+                "headers": headers,
+                "body": body.decode("latin-1"),
+                "arrivals": arrivals,
+            })
+        elif words[0] == "EOF":
+            clean = True
+            try:
+                while sock.recv(65536):
+                    pass
+            except ssl.SSLEOFError:
+                clean = False
+            except (ssl.SSLError, OSError) as e:
+                out({"event": "eof", "clean": False, "error": str(e)})
+                continue
+            out({"event": "eof", "clean": clean})
+        elif words[0] == "QUIT":
+            break
+    sock.close()
+
+
+def main():
+    args = sys.argv[1:]
+    if args[0] == "fingerprint":
+        out({"fingerprint": fingerprint(args[1])})
+    elif args[0] == "hello":
+        hello(args[1])
+    elif args[0] == "connect":
+        port = int(args[1])
+        sni, version = None, None
+        i = 2
+        while i < len(args):
+            if args[i] == "--sni":
+                sni = args[i + 1]
+            elif args[i] == "--tls":
+                version = args[i + 1]
+            i += 2
+        try:
+            connect(port, sni, version)
+        except (OSError, ssl.SSLError, EOFError) as e:
+            out({"event": "error", "error": "%s: %s" % (type(e).__name__, e)})
+
+
+if __name__ == "__main__":
+    main()
