@@ -168,13 +168,15 @@ int httpsrv_response_header_add(httpsrv_session *sess, const char *name, const c
 int httpsrv_response_header_remove(httpsrv_session *sess, const char *name);
 
 // Copies `len` bytes into the pending output; sends nothing. `data` may be NULL when `len` is 0.
-// Errors: `EINVAL` NULL data with a non-zero length; `ENOBUFS` past `max_pending_bytes`
-// (nothing is taken); `EMSGSIZE` past a `Content-Length` the handler set; `EALREADY` after the
+// Errors: `EINVAL` NULL data with a non-zero length; `ENOBUFS` past `max_pending_bytes`, which
+// counts the bytes copied and not yet written (nothing is taken); `EMSGSIZE` past a `Content-Length` the handler set; `EALREADY` after the
 // final flush.
 //
 // # Safety
 // `data` is NULL or points to `len` readable bytes.
-int httpsrv_response_append(httpsrv_session *sess, const void *data, size_t len);
+int httpsrv_response_append(httpsrv_session *sess,
+                            const void *data,
+                            size_t len);
 
 // Like `httpsrv_response_append`, without the copy: the library sends straight from `data` and
 // calls `release(userdata)` exactly once when it no longer reads it (the bytes reached the
@@ -182,7 +184,8 @@ int httpsrv_response_append(httpsrv_session *sess, const void *data, size_t len)
 // unchanged. `release` runs on a library thread or at the end of an `httpsrv_*` call, never
 // while the library holds a lock, and may run before this call returns; NULL means the memory
 // outlives the session (static data). On an error nothing is taken and `release` is not
-// called. Errors as for `httpsrv_response_append`.
+// called. The lent bytes are the module's memory: they do not count against
+// `max_pending_bytes`. Errors as for `httpsrv_response_append` otherwise.
 //
 // # Safety
 // `data` is NULL or points to `len` bytes readable as described.

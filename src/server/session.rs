@@ -435,7 +435,7 @@ impl Session {
 
     pub fn append(&self, data: &[u8]) -> Result<(), c_int> {
         let mut st = self.check_live()?;
-        let queued = st.out.len();
+        let queued = st.out.copied_len();
         st.response
             .append(data, queued, self.lp.rt.config.max_pending_bytes)
     }
@@ -449,9 +449,7 @@ impl Session {
                 return Err(e);
             }
         };
-        let queued = st.out.len();
-        st.response
-            .append_lent(lent, queued, self.lp.rt.config.max_pending_bytes)
+        st.response.append_lent(lent)
     }
 
     /// `httpsrv_response_flush`: non-blocking on the loop thread, blocking elsewhere.
