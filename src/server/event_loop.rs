@@ -312,13 +312,15 @@ impl EventLoop {
             conn.readable = true;
             conn.peer_done |= peer_done;
             match conn.phase {
-                Phase::Active(ref s) => {
-                    // Read ahead (pipelining) and notice a client that left while we work.
-                    let s = s.clone();
-                    match conn.read(limit, pool) {
-                        Read::Eof => s.fail(EPIPE),
-                        Read::Failed(e) => s.fail(if e == EPIPE { EPIPE } else { ECONNRESET }),
-                        Read::Ok(_) | Read::Full => {}
+                Phase::Active(_) => {
+                    // Read ahead (pipelining) and notice a client that reset while we work.
+                    // The end of input is no abort: it means no more requests (RFC 9112
+                    // section 9.6), so the response is finished and then the connection
+                    // closes. A client that closed entirely is noticed when a write fails.
+                    if let Read::Failed(e) = conn.read(limit, pool) {
+                        if let Phase::Active(s) = &conn.phase {
+                            s.fail(if e == EPIPE { EPIPE } else { ECONNRESET });
+                        }
                     }
                 }
                 Phase::Closing {

@@ -2,6 +2,7 @@
 //! connection wrote, move a fake clock, as hyper tests its `conn.rs`. No socket, no thread:
 //! the test stands in for the loop's poller and calls what a readiness event would.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::abi::{httpsrv_session, HTTPSRV_DONE, HTTPSRV_PENDING};
-use crate::errors::{EPIPE, ETIMEDOUT};
+use crate::errors::{ECONNRESET, ETIMEDOUT};
 use crate::ffi::response::{httpsrv_response_append, httpsrv_response_flush};
 use crate::ffi::session::httpsrv_session_on_close;
 use crate::io::{Memory, MemoryPeer, Transport};
@@ -47,8 +48,14 @@ unsafe extern "C" fn big(sess: *mut httpsrv_session, ud: *mut c_void) -> c_int {
     HTTPSRV_DONE
 }
 
+thread_local! {
+    /// The session `GET /pending` left open on this thread (each test runs on its own).
+    static PENDING: Cell<*mut httpsrv_session> = const { Cell::new(std::ptr::null_mut()) };
+}
+
 /// `GET /pending`: keeps the session open, its head flushed.
 unsafe extern "C" fn pending(sess: *mut httpsrv_session, ud: *mut c_void) -> c_int {
+    PENDING.with(|p| p.set(sess));
     // SAFETY: as for `hello`.
     unsafe {
         httpsrv_session_on_close(sess, Some(record_close), ud);
@@ -148,6 +155,22 @@ impl Harness {
         self.now += d;
         clock::set(self.now);
         self.lp.sweep();
+        self.settle();
+    }
+
+    /// The module finishes the session `GET /pending` left open ("end" and the final flush),
+    /// as a task on the loop thread would; the loop then drives the connection.
+    fn finish_pending(&mut self, idx: usize) {
+        let sess = PENDING.with(Cell::get);
+        // SAFETY: a session handle (a stale one only gets ESTALE) and a static body.
+        let (appended, flushed) = unsafe {
+            (
+                httpsrv_response_append(sess, b"end".as_ptr().cast(), 3),
+                httpsrv_response_flush(sess, 1),
+            )
+        };
+        assert_eq!((appended, flushed), (0, 0));
+        self.lp.advance(idx);
         self.settle();
     }
 
@@ -344,10 +367,35 @@ fn a_client_gone_ends_a_pending_session_with_the_reason() {
         "the flushed piece left: {out}"
     );
     assert_eq!(h.close_reason("/pending"), OPEN);
+    // A reset: the client is gone, noticed while the session waits, without a write.
+    peer.fail(ECONNRESET);
+    h.event(c, true, true);
+    assert_eq!(h.close_reason("/pending"), ECONNRESET);
+    assert!(!h.is_open(c));
+}
+
+/// The end of a client's input (`shutdown(SHUT_WR)` after its request) means no more
+/// requests (RFC 9112 section 9.6), not an abort: the response is finished, then the
+/// connection closes.
+#[test]
+fn a_half_closed_client_gets_its_whole_response_then_the_close() {
+    let mut h = harness(&[]);
+    let (c, peer) = h.connect();
+    h.send(c, &peer, b"GET /pending HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(text(&peer.take_output()).ends_with("5\r\nstart\r\n"));
     peer.close_input();
     h.event(c, true, true);
-    assert_eq!(h.close_reason("/pending"), EPIPE);
-    assert!(!h.is_open(c));
+    assert_eq!(h.close_reason("/pending"), OPEN, "the session goes on");
+    assert!(h.is_open(c) && !peer.output_closed());
+    // Writable events with the end of input still pending change nothing.
+    h.event(c, true, true);
+    assert_eq!(h.close_reason("/pending"), OPEN);
+    h.finish_pending(c);
+    let out = text(&peer.take_output());
+    assert!(out.ends_with("3\r\nend\r\n0\r\n\r\n"), "{out}");
+    assert_eq!(h.close_reason("/pending"), 0);
+    assert!(!h.is_open(c), "no more requests: the connection closes");
+    assert_eq!(peer.closed(), Some(false), "gracefully");
 }
 
 #[test]

@@ -1,0 +1,95 @@
+//! Connection faults over real sockets (issue 25): a client that half-closes after its
+//! request, a client that resets, a slow reader of pipelined responses, and connections
+//! queued while the process is out of file descriptors.
+
+mod common;
+
+use common::*;
+use std::thread;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(15);
+
+/// The reason of the first `close <tag>` line of the test module's log.
+fn close_reason(log: &str, tag: &str) -> Option<String> {
+    let prefix = format!("close {tag} ");
+    log.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+}
+
+/// `shutdown(SHUT_WR)` after the request ends the client's input, not the exchange (RFC 9112
+/// section 9.6): every route kind answers in full, then closes. Twenty connections per kind at
+/// once; the input ends a moment after the requests, while pool and pending handlers (which
+/// take 100 ms) still run.
+#[test]
+fn half_closed_clients_get_full_responses_on_every_route_kind() {
+    let srv = Server::start();
+    let kinds = [
+        ("inline", "/t/hello", &b"Hello, world\n"[..]),
+        ("pool", "/t/pool/lines?n=2&ms=100", b"line 0\nline 1\n"),
+        ("pending", "/t/pending?ms=100", b"pending-done\n"),
+        ("async", "/t/async-chain?n=3&size=4", b"AAAABBBBCCCC"),
+    ];
+    let mut failures = Vec::new();
+    for (kind, path, body) in kinds {
+        let mut conns: Vec<Conn> = (0..20).map(|_| Conn::open(srv.port())).collect();
+        for c in &mut conns {
+            c.send_str(&get_req(path));
+        }
+        thread::sleep(Duration::from_millis(20));
+        for c in &conns {
+            c.shutdown_write();
+        }
+        let mut complete = 0;
+        for c in &mut conns {
+            match c.try_read_response(false, T) {
+                Ok(r) if r.status == 200 && r.body == body => {
+                    if c.read_to_eof(T) && c.buf.is_empty() {
+                        complete += 1;
+                    } else {
+                        failures.push(format!("{kind}: no clean close after the response"));
+                    }
+                }
+                Ok(r) => failures.push(format!("{kind}: {} {:?}", r.status, r.text())),
+                Err(e) => failures.push(format!("{kind}: {e}")),
+            }
+        }
+        failures.truncate(3);
+        assert_eq!(
+            complete, 20,
+            "{kind}: {complete} of 20 complete: {failures:?}"
+        );
+    }
+    let log = srv.log();
+    assert!(
+        !log.contains(" EPIPE ") && !log.contains(" ECONNRESET "),
+        "a half-close is no disconnect:\n{log}"
+    );
+}
+
+/// A reset is the client gone: noticed while the session waits, before the module writes.
+#[test]
+fn a_reset_still_ends_a_pending_session_with_econnreset() {
+    let srv = Server::start();
+    let mut c = Conn::open(srv.port());
+    c.send_str(&get_req("/t/pending?ms=3000&chunk=1"));
+    assert!(
+        c.read_until(|b| b.windows(14).any(|w| w == b"pending-start\n"), T),
+        "{:?}",
+        String::from_utf8_lossy(&c.buf)
+    );
+    reset(c.stream);
+    let log = srv.must_log("close pending", |l| l.contains("close pending "), T);
+    assert_eq!(
+        close_reason(&log, "pending").as_deref(),
+        Some("ECONNRESET"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("pending append="),
+        "the reset was noticed only when the module wrote:\n{log}"
+    );
+    thread::sleep(Duration::from_millis(50));
+}
