@@ -3,6 +3,8 @@
 //! queued while the process is out of file descriptors.
 
 mod common;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use common::*;
 use std::thread;
@@ -92,4 +94,71 @@ fn a_reset_still_ends_a_pending_session_with_econnreset() {
         "the reset was noticed only when the module wrote:\n{log}"
     );
     thread::sleep(Duration::from_millis(50));
+}
+
+/// Pipelined responses to a client that stops reading: a session whose bytes wait in the
+/// connection's queue is not complete, and the send timeout ends each with ETIMEDOUT, in the
+/// error log as such; never a 408 (in the log, the access log or on the wire after the
+/// response bytes).
+#[test]
+fn a_stalled_pipelined_reader_times_out_each_waiting_session() {
+    let dir = tempdir::TempDir::new("conn-faults");
+    let access = dir.0.join("access.log");
+    let srv = HostBuilder::new()
+        .set("send_timeout_ms", "1000")
+        .set("access_log", &access.display().to_string())
+        .logger()
+        .start();
+    let mut c = Conn::new(connect_small_rcvbuf(srv.port(), 4096));
+    let mut batch = String::new();
+    for path in [
+        "/t/hello",
+        "/t/hello",
+        "/t/loop-big?bytes=4000000",
+        "/t/hello",
+    ] {
+        batch.push_str(&get_req(path));
+    }
+    c.send_str(&batch);
+    // Not before the send timeout: the big response's bytes wait (this cannot flake: at worst
+    // a slow run sees nothing yet either way).
+    thread::sleep(Duration::from_millis(300));
+    let early = srv.log();
+    assert!(
+        !early.contains("close loop-big"),
+        "complete while its bytes wait:\n{early}"
+    );
+    let log = srv.must_log("close loop-big", |l| l.contains("close loop-big "), T);
+    assert_eq!(
+        close_reason(&log, "loop-big").as_deref(),
+        Some("ETIMEDOUT"),
+        "{log}"
+    );
+    let hellos: Vec<&str> = log_lines(&log, "close hello ");
+    assert!(
+        hellos.iter().all(|l| l.starts_with("close hello 0 ")),
+        "the responses that left are complete:\n{log}"
+    );
+    // What reached the client: whole responses, then part of the big one; never a 408.
+    c.read_to_eof(T);
+    let got = String::from_utf8_lossy(&c.buf).into_owned();
+    assert!(
+        !got.contains("HTTP/1.1 408"),
+        "a 408 after the response bytes"
+    );
+    let lines = srv.output();
+    assert!(
+        !lines.iter().any(|l| l.contains("408")),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("HLOG") && l.contains("send timed out")),
+        "the error log says what happened:\n{}",
+        lines.join("\n")
+    );
+    let access_log = std::fs::read_to_string(&access).unwrap_or_default();
+    assert!(!access_log.contains("\" 408 "), "access log:\n{access_log}");
 }

@@ -305,8 +305,7 @@ impl Response {
     /// already waiting for the socket: with the copies pending here, it counts against
     /// `max_pending` (lent bytes are the module's memory and do not).
     pub fn append(&mut self, data: &[u8], queued: usize, max_pending: usize) -> Result<(), c_int> {
-        let over = self.pending.copied_len() + queued + data.len() > max_pending;
-        if !self.admit(data.len(), over)? {
+        if !self.admit(data.len(), data.len(), queued, max_pending)? {
             return Ok(());
         }
         // Streamed chunks get room for their size line, so the flush frames them in place.
@@ -319,7 +318,7 @@ impl Response {
     /// module's memory they do not count against `max_pending_bytes`. Dropping `lent` (sent,
     /// refused or discarded) releases it.
     pub fn append_lent(&mut self, lent: Lent) -> Result<(), c_int> {
-        match self.admit(lent.len(), false) {
+        match self.admit(lent.len(), 0, 0, usize::MAX) {
             Err(e) => {
                 lent.refuse();
                 return Err(e);
@@ -333,10 +332,16 @@ impl Response {
         Ok(())
     }
 
-    /// The checks and accounting every append shares; `over_limit`: the bytes would pass
-    /// `max_pending_bytes`. Ok(false): accepted, but the bytes are not sent (the response has
-    /// no body).
-    fn admit(&mut self, len: usize, over_limit: bool) -> Result<bool, c_int> {
+    /// The checks and accounting every append shares: `len` bytes, `copied` of them copied
+    /// (they count against `max_pending` with the copies pending and the `queued` ones).
+    /// Ok(false): accepted, but the bytes are not sent (the response has no body).
+    fn admit(
+        &mut self,
+        len: usize,
+        copied: usize,
+        queued: usize,
+        max_pending: usize,
+    ) -> Result<bool, c_int> {
         if self.finished {
             return Err(EALREADY);
         }
@@ -345,7 +350,7 @@ impl Response {
                 return Err(EMSGSIZE);
             }
         }
-        if over_limit {
+        if self.pending.copied_len() + queued + copied > max_pending {
             return Err(ENOBUFS);
         }
         self.appended += len as u64;

@@ -19,7 +19,7 @@ use super::loop_shared::{Command, ConnKey, LoopShared, Siblings, TaskFn, CURRENT
 use super::recycle::Recycler;
 use super::routes::Match;
 use super::runtime::Runtime;
-use super::session::{run_handler, PoolHandler, Progress, Start};
+use super::session::{run_handler, PoolHandler, Progress, Session, Start};
 use crate::abi::httpsrv_session;
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
 use crate::http::outqueue::OutQueue;
@@ -40,6 +40,9 @@ const TURN_REQUESTS: usize = 32;
 const DIRECT_HIGH_WATER: usize = 64 * 1024;
 /// Most a rejected client may still send while lingering.
 const LINGER_BYTES: usize = 1 << 20;
+/// Most pipelined responses of one connection waiting in its queue (each holds its session):
+/// beyond it the connection parses no more requests until the queue drains.
+const MAX_DELIVERING: usize = TURN_REQUESTS;
 
 pub struct EventLoop {
     poll: Poll,
@@ -259,6 +262,7 @@ impl EventLoop {
             peer_done: false,
             direct: OutQueue::default(),
             direct_progress: now,
+            delivering: None,
             deadline: Some(deadline),
         });
         self.schedule(deadline);
@@ -293,6 +297,10 @@ impl EventLoop {
         if let Phase::Active(s) = &conn.phase {
             s.fail(reason);
             s.drive(&mut OutQueue::default());
+        }
+        // The responses still in the connection's queue do not reach the client.
+        while let Some((s, sent)) = conn.next_delivered(true) {
+            self.delivered(&conn.peer, s, sent, Some(reason));
         }
         conn.rpos = conn.rbuf.len();
         conn.release_idle_buffer(&mut self.buffers);
@@ -357,8 +365,9 @@ impl EventLoop {
         }
     }
 
-    /// Sends the connection's own queue (library responses and batched pipelined responses).
-    /// True when it is empty afterwards; on failure the connection is closed.
+    /// Sends the connection's own queue (library responses and batched pipelined responses),
+    /// completing the sessions whose responses left. True when it is empty afterwards; on
+    /// failure the connection is closed.
     fn write_direct(&mut self, idx: usize) -> Option<bool> {
         let send_timeout = self.shared.rt.config.send_timeout;
         let conn = self.conns.get_mut(idx).and_then(Option::as_mut)?;
@@ -369,21 +378,54 @@ impl EventLoop {
             Ok(n) => {
                 if n > 0 {
                     conn.direct_progress = clock::now();
+                    conn.direct_wrote(n);
                     self.shared.count_sent(n);
                 }
-                if conn.direct.is_empty() {
-                    return Some(true);
+                let drained = conn.direct.is_empty();
+                if !drained {
+                    let d = conn.direct_progress + send_timeout;
+                    conn.deadline = Some(d);
+                    self.schedule(d);
                 }
-                let d = conn.direct_progress + send_timeout;
-                conn.deadline = Some(d);
-                self.schedule(d);
-                Some(false)
+                self.deliver(idx);
+                Some(drained)
             }
-            Err(_) => {
-                self.close(idx, false);
+            Err(e) => {
+                let reason = if e.raw_os_error() == Some(EPIPE) {
+                    EPIPE
+                } else {
+                    ECONNRESET
+                };
+                self.close_ending(idx, false, reason);
                 None
             }
         }
+    }
+
+    /// Completes the sessions whose handed responses the connection has written.
+    fn deliver(&mut self, idx: usize) {
+        while let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+            let peer = conn.peer;
+            let Some((s, sent)) = conn.next_delivered(false) else {
+                return;
+            };
+            self.delivered(&peer, s, sent, None);
+        }
+    }
+
+    /// Ends the session of a handed response: `sent` of its bytes reached the kernel, and
+    /// `failure` is why the rest did not (None: all did). Runs its callbacks, logs it and keeps
+    /// the session for reuse.
+    fn delivered(&mut self, peer: &SocketAddr, s: Arc<Session>, sent: u64, failure: Option<i32>) {
+        s.delivered(sent, failure);
+        if let Progress::Ended {
+            status, body_sent, ..
+        } = s.drive(&mut OutQueue::default())
+        {
+            self.rt()
+                .access_log(peer, Some(s.request()), status, body_sent);
+        }
+        self.recycler.recycle(s);
     }
 
     /// The connection's state machine: drive the session, parse, dispatch, write, repeat.
@@ -399,7 +441,10 @@ impl EventLoop {
             // Batched output goes out when the batch ends (below), when it grows large, or
             // before closing; a client that does not read stops us parsing more requests.
             let closing = matches!(conn.phase, Phase::Closing { .. });
-            if (closing || conn.direct.len() >= DIRECT_HIGH_WATER)
+            // So does a queue holding as many sessions' responses as may wait on a connection.
+            if (closing
+                || conn.direct.len() >= DIRECT_HIGH_WATER
+                || conn.waiting() >= MAX_DELIVERING)
                 && self.write_direct(idx) != Some(true)
             {
                 return;
@@ -423,6 +468,7 @@ impl EventLoop {
                     return self.on_event(idx, true, false);
                 }
                 Phase::Active(s) => {
+                    let before = conn.direct.len();
                     match s.drive(&mut conn.direct) {
                         Progress::Held => {
                             let s = s.clone();
@@ -437,6 +483,32 @@ impl EventLoop {
                                 self.schedule(d);
                             }
                             return;
+                        }
+                        Progress::Handed { keep_alive } => {
+                            // The session completes when its bytes leave (`deliver`); the
+                            // connection goes on with the next request meanwhile.
+                            if before == 0 {
+                                // The send timeout counts from when there is something to send.
+                                conn.direct_progress = clock::now();
+                            }
+                            let next = if keep_alive && !stopping {
+                                Phase::Head {
+                                    since: clock::now(),
+                                    receiving: false,
+                                }
+                            } else {
+                                Phase::Closing { linger_until: None }
+                            };
+                            if let Phase::Active(s) = std::mem::replace(&mut conn.phase, next) {
+                                conn.hand_over(before, s);
+                            }
+                            if matches!(conn.phase, Phase::Head { .. }) {
+                                conn.release_idle_buffer(pool);
+                            }
+                            if conn.direct.is_empty() {
+                                // Nothing to send (and nothing before it): complete now.
+                                self.deliver(idx);
+                            }
                         }
                         Progress::Ended {
                             keep_alive,
@@ -531,6 +603,7 @@ impl EventLoop {
                 conn.release_idle_buffer(pool);
                 if conn.direct.is_empty() {
                     conn.direct.release_spare();
+                    conn.release_deliveries();
                 }
                 since + keepalive
             }
@@ -698,7 +771,10 @@ impl EventLoop {
         let before = conn.direct.len();
         let mut encoder = ResponseEncoder::default();
         let _ = h1::flush(&mut r, &mut encoder, true, &cx, &mut conn.direct);
-        conn.direct_progress = clock::now();
+        if before == 0 {
+            // The send timeout counts from when there is something to send.
+            conn.direct_progress = clock::now();
+        }
         let body = conn.direct.len() - before - encoder.head_len();
         rt.access_log(&conn.peer, request, status, body as u64);
     }
@@ -824,11 +900,18 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for idx in 0..self.conns.len() {
+            let Some(conn) = self.conns[idx].as_mut() else {
+                continue;
+            };
             let idle = matches!(
-                self.conns[idx].as_ref().map(|c| &c.phase),
-                Some(Phase::Head { .. } | Phase::Body { .. } | Phase::Closing { .. })
+                conn.phase,
+                Phase::Head { .. } | Phase::Body { .. } | Phase::Closing { .. }
             );
-            if idle {
+            if idle && conn.waiting() > 0 {
+                // Responses in flight in the connection's queue: they get the grace time,
+                // then the connection closes.
+                conn.phase = Phase::Closing { linger_until: None };
+            } else if idle {
                 self.close(idx, false);
             }
         }
@@ -838,6 +921,7 @@ impl EventLoop {
     /// Runs timeouts: header, body, keep-alive, send, lingering, and the stop deadline.
     fn sweep(&mut self) {
         let now = clock::now();
+        let send_timeout = self.rt().config.send_timeout;
         self.next_sweep = None;
         let stop_due = self.stop_deadline.is_some_and(|d| now >= d);
         for idx in 0..self.conns.len() {
@@ -855,6 +939,14 @@ impl EventLoop {
                 continue;
             }
             conn.deadline = None;
+            if !conn.direct.is_empty() && now >= conn.direct_progress + send_timeout {
+                // The connection's own queue made no progress: a send timeout, whatever the
+                // phase. Every session with bytes in the queue, or still running, ends with
+                // ETIMEDOUT; a waiting request is not answered (no status after a response).
+                log_send_timeout(&self.shared.rt, &conn.peer);
+                self.close_ending(idx, false, ETIMEDOUT);
+                continue;
+            }
             match &conn.phase {
                 Phase::Head { .. } => {
                     // A head that started arriving gets a 408; a silent connection just closes.
@@ -884,6 +976,7 @@ impl EventLoop {
                 Phase::Active(s) => {
                     let s = s.clone();
                     if s.send_stalled(now) {
+                        log_send_timeout(&self.shared.rt, &conn.peer);
                         s.fail(ETIMEDOUT);
                     }
                     self.guarded(idx, |lp| lp.advance(idx));
@@ -923,6 +1016,14 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// A send timeout, in the error log as such.
+fn log_send_timeout(rt: &Runtime, peer: &SocketAddr) {
+    rt.log_info(&format!(
+        "send timed out (ETIMEDOUT): no progress for send_timeout_ms; closing the connection \
+         of {peer}"
+    ));
 }
 
 /// Runs a task posted with `httpsrv_session_post`; the handle stays valid until it returns.
