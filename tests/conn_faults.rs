@@ -162,3 +162,69 @@ fn a_stalled_pipelined_reader_times_out_each_waiting_session() {
     let access_log = std::fs::read_to_string(&access).unwrap_or_default();
     assert!(!access_log.contains("\" 408 "), "access log:\n{access_log}");
 }
+
+/// User and system CPU time of a process so far (Linux, from /proc).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |i: usize| -> u64 {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis((field(11) + field(12)) * 1000 / hz)
+}
+
+/// Connections that queue while `accept` fails with EMFILE are each served once descriptors
+/// free up, and the loop does not spin while they are exhausted.
+#[test]
+fn connections_queued_while_out_of_descriptors_are_all_served() {
+    const ROOM: usize = 8;
+    const QUEUED: usize = 40;
+    let mut srv = HostBuilder::new().set("threads", "2").logger().start();
+    // Keep-alive connections, each answered once, then at most ROOM descriptors more.
+    let mut first: Vec<Conn> = Vec::new();
+    srv.send_cmd(&format!("nofile {ROOM}"));
+    let line = srv.expect_line("NOFILE ", T);
+    assert!(line.ends_with(" 0"), "{line}");
+    for _ in 0..ROOM {
+        let mut c = Conn::open(srv.port());
+        c.send_str(&get_req("/t/hello"));
+        let r = c.read_response(false);
+        assert_eq!(r.status, 200);
+        first.push(c);
+    }
+    // These wait in the kernel's accept queue: the process has no descriptor for them.
+    let mut queued: Vec<Conn> = (0..QUEUED).map(|_| Conn::open(srv.port())).collect();
+    for c in &mut queued {
+        c.send_str(&get_req("/t/hello"));
+    }
+    let exhausted_from = cpu_time(srv.pid());
+    thread::sleep(Duration::from_millis(1000));
+    let spent = cpu_time(srv.pid()) - exhausted_from;
+    assert!(
+        spent < Duration::from_millis(300),
+        "{spent:?} of CPU in one second out of descriptors: a busy loop"
+    );
+    assert!(
+        srv.output().iter().any(|l| l.contains("accept failed")),
+        "{}",
+        srv.output().join("\n")
+    );
+    drop(first);
+    // Each answered client leaves, which frees a descriptor for the next in the queue.
+    let mut served = 0;
+    for (i, mut c) in queued.into_iter().enumerate() {
+        match c.try_read_response(false, T) {
+            Ok(r) if r.status == 200 => served += 1,
+            Ok(r) => panic!("queued connection {i}: {}", r.status_line),
+            Err(e) => panic!("queued connection {i} of {QUEUED} ({served} served): {e}"),
+        }
+    }
+    assert_eq!(served, QUEUED);
+}

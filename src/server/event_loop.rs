@@ -40,6 +40,10 @@ const TURN_REQUESTS: usize = 32;
 const DIRECT_HIGH_WATER: usize = 64 * 1024;
 /// Most a rejected client may still send while lingering.
 const LINGER_BYTES: usize = 1 << 20;
+/// While `accept` fails for want of descriptors or memory, it is retried after this long,
+/// doubling up to `ACCEPT_RETRY_MAX`, and whenever a connection of the loop closes.
+const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_millis(500);
 /// Most pipelined responses of one connection waiting in its queue (each holds its session):
 /// beyond it the connection parses no more requests until the queue drains.
 const MAX_DELIVERING: usize = TURN_REQUESTS;
@@ -52,6 +56,11 @@ pub struct EventLoop {
     free: Vec<usize>,
     serial: u32,
     next_sweep: Option<Instant>,
+    /// Accepting failed for want of descriptors (EMFILE): when to try again. Until then
+    /// listener events are ignored; the connections wait in the kernel's queue.
+    accept_retry: Option<Instant>,
+    /// The wait before the next retry while accepting keeps failing; zero once it works.
+    accept_backoff: Duration,
     stop_deadline: Option<Instant>,
     buffers: Vec<Vec<u8>>,
     /// Connections that used up their turn with work left; served after the next poll.
@@ -86,6 +95,8 @@ impl EventLoop {
             free: Vec::new(),
             serial: 0,
             next_sweep: None,
+            accept_retry: None,
+            accept_backoff: Duration::ZERO,
             stop_deadline: None,
             buffers: Vec::new(),
             deferred: Vec::new(),
@@ -108,8 +119,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.deferred.is_empty() {
-                self.next_sweep
-                    .map(|t| t.saturating_duration_since(Instant::now()))
+                let wake = match (self.next_sweep, self.accept_retry) {
+                    (Some(sweep), Some(retry)) => Some(sweep.min(retry)),
+                    (sweep, retry) => sweep.or(retry),
+                };
+                wake.map(|t| t.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -142,6 +156,12 @@ impl EventLoop {
             if self.next_sweep.is_some_and(|t| clock::now() >= t) {
                 self.sweep();
             }
+            if self.accept_retry.is_some_and(|t| clock::now() >= t) {
+                self.accept_retry = None;
+                for li in 0..self.listeners.len() {
+                    self.accept(li);
+                }
+            }
             // Lent memory the iteration finished with goes back to the module, outside any lock.
             crate::http::lent::run_releases();
             if self.stop_deadline.is_some() && self.conns.iter().all(Option::is_none) {
@@ -172,7 +192,7 @@ impl EventLoop {
     }
 
     fn accept(&mut self, li: usize) {
-        if self.stop_deadline.is_some() {
+        if self.stop_deadline.is_some() || self.accept_retry.is_some() {
             return;
         }
         loop {
@@ -184,12 +204,26 @@ impl EventLoop {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // That connection is gone (or refused by a firewall rule); the next one waits.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM)
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => {
-                    // EMFILE and friends: log, and try again at the next event.
-                    self.rt().log_error(&format!("accept failed: {e}"));
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connections stay in the kernel's
+                    // queue, and no new event will tell of them (edge-triggered).
+                    self.pause_accepting(&e);
                     return;
                 }
             };
+            if !self.accept_backoff.is_zero() {
+                self.accept_backoff = Duration::ZERO;
+                self.rt().log_info("accepting connections again");
+            }
             if !self.rt().admit_connection() {
                 // Over max_connections: refuse the new one, never an old one.
                 drop(stream);
@@ -211,6 +245,20 @@ impl EventLoop {
                 target.release_connection();
             }
         }
+    }
+
+    /// Accepting failed for want of a resource: try again on a timer, backing off while the
+    /// shortage lasts (no busy loop), and as soon as a connection of this loop closes.
+    fn pause_accepting(&mut self, e: &io::Error) {
+        if self.accept_backoff.is_zero() {
+            self.rt().log_error(&format!(
+                "accept failed: {e}; the waiting connections are accepted when it works again"
+            ));
+            self.accept_backoff = ACCEPT_RETRY_MIN;
+        } else {
+            self.accept_backoff = (self.accept_backoff * 2).min(ACCEPT_RETRY_MAX);
+        }
+        self.accept_retry = Some(clock::now() + self.accept_backoff);
     }
 
     /// The loop of this server that holds the fewest connections; this one on a tie.
@@ -308,6 +356,10 @@ impl EventLoop {
         drop(conn);
         self.free.push(idx);
         self.shared.release_connection();
+        if self.accept_retry.is_some() {
+            // A descriptor came free: accept the waiting connections now.
+            self.accept_retry = Some(clock::now());
+        }
     }
 
     /// `peer_done`: the client closed or reset (the end may sit behind data already there).

@@ -427,6 +427,10 @@ impl Server {
     pub fn port(&self) -> u16 {
         self.ports[0]
     }
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
     pub fn ports(&self) -> &[u16] {
         &self.ports
     }
