@@ -1,6 +1,6 @@
 //! Connection faults over real sockets (issue 25): a client that half-closes after its
-//! request, a client that resets, a slow reader of pipelined responses, and connections
-//! queued while the process is out of file descriptors.
+//! request, a slow reader of pipelined responses, and connections queued while the process is
+//! out of file descriptors. (A client that resets: flush_threads::reset_while_pending_is_noticed.)
 
 mod common;
 #[path = "common/tempdir.rs"]
@@ -11,15 +11,6 @@ use std::thread;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(15);
-
-/// The reason of the first `close <tag>` line of the test module's log.
-fn close_reason(log: &str, tag: &str) -> Option<String> {
-    let prefix = format!("close {tag} ");
-    log.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-}
 
 /// `shutdown(SHUT_WR)` after the request ends the client's input, not the exchange (RFC 9112
 /// section 9.6): every route kind answers in full, then closes. Twenty connections per kind at
@@ -69,31 +60,6 @@ fn half_closed_clients_get_full_responses_on_every_route_kind() {
         !log.contains(" EPIPE ") && !log.contains(" ECONNRESET "),
         "a half-close is no disconnect:\n{log}"
     );
-}
-
-/// A reset is the client gone: noticed while the session waits, before the module writes.
-#[test]
-fn a_reset_still_ends_a_pending_session_with_econnreset() {
-    let srv = Server::start();
-    let mut c = Conn::open(srv.port());
-    c.send_str(&get_req("/t/pending?ms=3000&chunk=1"));
-    assert!(
-        c.read_until(|b| b.windows(14).any(|w| w == b"pending-start\n"), T),
-        "{:?}",
-        String::from_utf8_lossy(&c.buf)
-    );
-    reset(c.stream);
-    let log = srv.must_log("close pending", |l| l.contains("close pending "), T);
-    assert_eq!(
-        close_reason(&log, "pending").as_deref(),
-        Some("ECONNRESET"),
-        "{log}"
-    );
-    assert!(
-        !log.contains("pending append="),
-        "the reset was noticed only when the module wrote:\n{log}"
-    );
-    thread::sleep(Duration::from_millis(50));
 }
 
 /// Pipelined responses to a client that stops reading: a session whose bytes wait in the

@@ -493,10 +493,7 @@ impl EventLoop {
             // Batched output goes out when the batch ends (below), when it grows large, or
             // before closing; a client that does not read stops us parsing more requests.
             let closing = matches!(conn.phase, Phase::Closing { .. });
-            // So does a queue holding as many sessions' responses as may wait on a connection.
-            if (closing
-                || conn.direct.len() >= DIRECT_HIGH_WATER
-                || conn.waiting() >= MAX_DELIVERING)
+            if (closing || conn.direct.len() >= DIRECT_HIGH_WATER)
                 && self.write_direct(idx) != Some(true)
             {
                 return;
@@ -543,19 +540,13 @@ impl EventLoop {
                                 // The send timeout counts from when there is something to send.
                                 conn.direct_progress = clock::now();
                             }
-                            let next = if keep_alive && !stopping {
-                                Phase::Head {
-                                    since: clock::now(),
-                                    receiving: false,
-                                }
-                            } else {
-                                Phase::Closing { linger_until: None }
-                            };
-                            if let Phase::Active(s) = std::mem::replace(&mut conn.phase, next) {
-                                conn.hand_over(before, s);
-                            }
+                            let next = after_response(keep_alive && !stopping);
+                            let ended = std::mem::replace(&mut conn.phase, next);
                             if matches!(conn.phase, Phase::Head { .. }) {
                                 conn.release_idle_buffer(pool);
+                            }
+                            if let Phase::Active(s) = ended {
+                                conn.hand_over(before, s);
                             }
                             if conn.direct.is_empty() {
                                 // Nothing to send (and nothing before it): complete now.
@@ -571,17 +562,7 @@ impl EventLoop {
                             s.lp.rt
                                 .access_log(&conn.peer, Some(s.request()), status, body_sent);
                             let close_now = reset || (stopping && conn.direct.is_empty());
-                            let next = if keep_alive && !stopping {
-                                Phase::Head {
-                                    since: clock::now(),
-                                    receiving: false,
-                                }
-                            } else {
-                                // Half-close and linger: closing at once would answer the
-                                // client's next bytes with a reset, which can destroy the
-                                // end of this response still in flight (RFC 9112 9.6).
-                                Phase::Closing { linger_until: None }
-                            };
+                            let next = after_response(keep_alive && !stopping);
                             let ended = std::mem::replace(&mut conn.phase, next);
                             if matches!(conn.phase, Phase::Head { .. }) {
                                 conn.release_idle_buffer(pool);
@@ -603,6 +584,13 @@ impl EventLoop {
                         self.deferred.push(key);
                         self.write_direct(idx);
                         return;
+                    }
+                    if !conn.direct.is_empty() && conn.waiting() >= MAX_DELIVERING {
+                        // Enough sessions wait for the queue: no more requests until it drains.
+                        if self.write_direct(idx) != Some(true) {
+                            return;
+                        }
+                        continue;
                     }
                     served += 1;
                     if self.parse(idx, &limits) {
@@ -1067,6 +1055,20 @@ impl EventLoop {
                 Command::Wake(_) | Command::Stop { .. } => {}
             }
         }
+    }
+}
+
+/// The phase after a response: the next request, or close. Closing lingers: closing at once
+/// would answer the client's next bytes with a reset, which can destroy the end of the
+/// response still in flight (RFC 9112 section 9.6).
+fn after_response(keep_alive: bool) -> Phase {
+    if keep_alive {
+        Phase::Head {
+            since: clock::now(),
+            receiving: false,
+        }
+    } else {
+        Phase::Closing { linger_until: None }
     }
 }
 

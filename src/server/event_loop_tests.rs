@@ -513,3 +513,26 @@ fn waiting_pipelined_sessions_get_the_grace_time_or_the_reset() {
     h.wait(Duration::from_millis(501));
     assert!(!h.is_open(c));
 }
+
+/// Each session whose response waits in the connection's queue is kept: at most
+/// MAX_DELIVERING of them, then the connection reads no further request until the queue
+/// drains; all are answered once the client reads.
+#[test]
+fn a_connection_holds_a_bounded_number_of_waiting_sessions() {
+    let mut h = harness(&[]);
+    let (c, peer) = h.connect();
+    peer.set_window(Some(0));
+    let batch = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n".repeat(MAX_DELIVERING + 8);
+    h.send(c, &peer, &batch);
+    // The turn ended (TURN_REQUESTS) before the limit; the next turns stop at it.
+    for _ in 0..3 {
+        h.lp.advance(c);
+    }
+    let waiting = h.lp.conns[c].as_ref().map_or(0, |conn| conn.waiting());
+    assert_eq!(waiting, MAX_DELIVERING);
+    assert_eq!(h.close_reasons("/hello"), []);
+    peer.set_window(None);
+    h.event(c, false, false);
+    assert_eq!(responses(&peer.take_output()).len(), MAX_DELIVERING + 8);
+    assert_eq!(h.close_reasons("/hello"), vec![0; MAX_DELIVERING + 8]);
+}
