@@ -182,13 +182,15 @@ int httpsrv_response_header_add(httpsrv_session *sess, const char *name, const c
 int httpsrv_response_header_remove(httpsrv_session *sess, const char *name);
 
 // Copies `len` bytes into the pending output; sends nothing. `data` may be NULL when `len` is 0.
-// Errors: `EINVAL` NULL data with a non-zero length; `ENOBUFS` past `max_pending_bytes`
-// (nothing is taken); `EMSGSIZE` past a `Content-Length` the handler set; `EALREADY` after the
+// Errors: `EINVAL` NULL data with a non-zero length; `ENOBUFS` past `max_pending_bytes`, which
+// counts the bytes copied and not yet written (nothing is taken); `EMSGSIZE` past a `Content-Length` the handler set; `EALREADY` after the
 // final flush.
 //
 // # Safety
 // `data` is NULL or points to `len` readable bytes.
-int httpsrv_response_append(httpsrv_session *sess, const void *data, size_t len);
+int httpsrv_response_append(httpsrv_session *sess,
+                            const void *data,
+                            size_t len);
 
 // Like `httpsrv_response_append`, without the copy: the library sends straight from `data` and
 // calls `release(userdata)` exactly once when it no longer reads it (the bytes reached the
@@ -196,7 +198,8 @@ int httpsrv_response_append(httpsrv_session *sess, const void *data, size_t len)
 // unchanged. `release` runs on a library thread or at the end of an `httpsrv_*` call, never
 // while the library holds a lock, and may run before this call returns; NULL means the memory
 // outlives the session (static data). On an error nothing is taken and `release` is not
-// called. Errors as for `httpsrv_response_append`.
+// called. The lent bytes are the module's memory: they do not count against
+// `max_pending_bytes`. Errors as for `httpsrv_response_append` otherwise.
 //
 // # Safety
 // `data` is NULL or points to `len` bytes readable as described.
@@ -396,8 +399,10 @@ int httpsrv_server_stats(const httpsrv_server *srv, httpsrv_stats *out);
 int httpsrv_stats_handler(httpsrv_session *sess, void *userdata);
 
 // Registers `fn`, which runs exactly once when the session ends, on its loop thread, with the
-// reason: 0 response complete, `EPIPE`/`ECONNRESET` client gone (noticed also while the
-// session waits), `ETIMEDOUT` send timeout, `ECANCELED` abort or server stop. The handle is
+// reason: 0 response complete, `EPIPE`/`ECONNRESET` client gone (a reset is noticed also
+// while the session waits; the end of the client's input is no disconnect, as a half-closed
+// client still reads the response, so a client that closed entirely is noticed when a write
+// fails), `ETIMEDOUT` send timeout, `ECANCELED` abort or server stop. The handle is
 // valid inside `fn`; it goes stale right after, unless a handler is still running on it.
 // A second call replaces the first. Errors: `ESTALE`, or the reason if it already ended.
 int httpsrv_session_on_close(httpsrv_session *sess, httpsrv_close_fn fn, void *userdata);

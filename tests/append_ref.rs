@@ -158,3 +158,28 @@ fn client_gone_mid_body_still_releases_once() {
     );
     assert_released_once(&srv, "gone", len);
 }
+
+/// Lent pieces are the module's memory: they do not count against `max_pending_bytes`, so four
+/// unflushed 1 MiB pieces are all taken with the limit at 1 MiB; copied bytes still count.
+#[test]
+fn lent_pieces_do_not_count_against_max_pending_bytes() {
+    let mib = 1 << 20;
+    let srv = HostBuilder::new()
+        .set("max_pending_bytes", &mib.to_string())
+        .start();
+    let r = srv.get(&format!("/t/ref?mode=pieces&n=4&len={mib}"));
+    let log = srv.must_log("ref-pieces", |l| l.contains("ref-pieces "), T);
+    assert!(
+        log.contains("ref-pieces lent=0,0,0,0 copy=0 over=ENOBUFS"),
+        "{log}"
+    );
+    assert_eq!(r.status, 200, "{}", r.head_text());
+    assert_eq!(r.body.len(), 5 * mib);
+    for (i, piece) in r.body.chunks(mib).enumerate() {
+        assert_eq!(check_pattern(piece, 0), None, "piece {i} differs");
+    }
+    for i in 0..4 {
+        let line = format!("ref-release pieces-{i} {mib}");
+        srv.must_log(&line, |l| l.contains(&line), T);
+    }
+}

@@ -97,8 +97,8 @@ pub unsafe extern "C" fn httpsrv_response_header_remove(
 }
 
 /// Copies `len` bytes into the pending output; sends nothing. `data` may be NULL when `len` is 0.
-/// Errors: `EINVAL` NULL data with a non-zero length; `ENOBUFS` past `max_pending_bytes`
-/// (nothing is taken); `EMSGSIZE` past a `Content-Length` the handler set; `EALREADY` after the
+/// Errors: `EINVAL` NULL data with a non-zero length; `ENOBUFS` past `max_pending_bytes`, which
+/// counts the bytes copied and not yet written (nothing is taken); `EMSGSIZE` past a `Content-Length` the handler set; `EALREADY` after the
 /// final flush.
 ///
 /// # Safety
@@ -131,7 +131,8 @@ pub unsafe extern "C" fn httpsrv_response_append(
 /// unchanged. `release` runs on a library thread or at the end of an `httpsrv_*` call, never
 /// while the library holds a lock, and may run before this call returns; NULL means the memory
 /// outlives the session (static data). On an error nothing is taken and `release` is not
-/// called. Errors as for `httpsrv_response_append`.
+/// called. The lent bytes are the module's memory: they do not count against
+/// `max_pending_bytes`. Errors as for `httpsrv_response_append` otherwise.
 ///
 /// # Safety
 /// `data` is NULL or points to `len` bytes readable as described.

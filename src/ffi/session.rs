@@ -7,8 +7,10 @@ use super::{
 };
 
 /// Registers `fn`, which runs exactly once when the session ends, on its loop thread, with the
-/// reason: 0 response complete, `EPIPE`/`ECONNRESET` client gone (noticed also while the
-/// session waits), `ETIMEDOUT` send timeout, `ECANCELED` abort or server stop. The handle is
+/// reason: 0 response complete, `EPIPE`/`ECONNRESET` client gone (a reset is noticed also
+/// while the session waits; the end of the client's input is no disconnect, as a half-closed
+/// client still reads the response, so a client that closed entirely is noticed when a write
+/// fails), `ETIMEDOUT` send timeout, `ECANCELED` abort or server stop. The handle is
 /// valid inside `fn`; it goes stale right after, unless a handler is still running on it.
 /// A second call replaces the first. Errors: `ESTALE`, or the reason if it already ended.
 #[no_mangle]

@@ -52,6 +52,8 @@ pub struct OutQueue {
     front_offset: usize,
     /// Unwritten bytes in the queue.
     len: usize,
+    /// Of those, the bytes of lent segments (the module's memory).
+    lent: usize,
     /// Whether the back segment is a gathering buffer that small copies may extend.
     back_is_small: bool,
     /// A drained gathering buffer kept for the next one, so steady streaming allocates none.
@@ -65,6 +67,12 @@ impl OutQueue {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Unwritten bytes that are the library's copies, not lent by the module: what counts
+    /// against `max_pending_bytes`.
+    pub fn copied_len(&self) -> usize {
+        self.len - self.lent
     }
 
     /// Queues `data[start..]`. Into an empty queue, or when large, the buffer goes as it is
@@ -107,6 +115,9 @@ impl OutQueue {
             seg.skip(start);
         }
         self.len += n;
+        if let Segment::Lent(_) = seg {
+            self.lent += n;
+        }
         self.segments.push_back(seg);
         self.back_is_small = false;
     }
@@ -187,6 +198,7 @@ impl OutQueue {
             }
         }
         self.len += other.len;
+        self.lent += other.lent;
         self.segments.append(&mut other.segments);
         self.back_is_small = other.back_is_small;
         other.clear();
@@ -199,6 +211,7 @@ impl OutQueue {
         }
         self.front_offset = 0;
         self.len = 0;
+        self.lent = 0;
         self.back_is_small = false;
     }
 
@@ -251,6 +264,11 @@ impl OutQueue {
                 break;
             };
             let left = front.len() - self.front_offset;
+            if self.lent > 0 {
+                if let Segment::Lent(_) = front {
+                    self.lent -= n.min(left);
+                }
+            }
             if n < left {
                 self.front_offset += n;
                 return;
@@ -331,6 +349,32 @@ mod tests {
         expect.extend_from_slice(&big[5990..]);
         assert_eq!(q.len(), expect.len());
         assert_eq!(q.contents(), expect);
+    }
+
+    /// Lent bytes are counted apart while queued, written or moved to another queue, so only
+    /// the copies count against `max_pending_bytes`.
+    #[test]
+    fn copied_len_leaves_out_lent_bytes() {
+        static PIECE: [u8; 10_000] = [b'l'; 10_000];
+        // SAFETY: static bytes stay readable; no release.
+        let lent = || unsafe { Lent::new(PIECE.as_ptr(), PIECE.len(), None, std::ptr::null_mut()) };
+        let mut q = OutQueue::default();
+        q.push_copy(b"head");
+        q.push_lent(lent());
+        q.push_copy(b"tail");
+        assert_eq!((q.len(), q.copied_len()), (10_008, 8));
+        q.consume(6);
+        assert_eq!((q.len(), q.copied_len()), (10_002, 4));
+        // Moved whole behind another queue's bytes, the lent segment stays lent.
+        let mut conn = OutQueue::default();
+        conn.push_copy(&[b'c'; 5000]);
+        conn.append(&mut q);
+        assert_eq!((conn.len(), conn.copied_len()), (15_002, 5_004));
+        assert_eq!((q.len(), q.copied_len()), (0, 0));
+        conn.consume(5_002);
+        assert_eq!((conn.len(), conn.copied_len()), (10_000, 4));
+        conn.consume(10_000);
+        assert_eq!((conn.len(), conn.copied_len()), (0, 0));
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Pending {
     pieces: Vec<Segment>,
     /// Bytes in `pieces`.
     pieces_len: usize,
+    /// Of those, the lent ones: the module's memory, not counted against `max_pending_bytes`.
+    lent_len: usize,
     /// Copied bytes after the pieces, behind `room` bytes kept free for a chunk-size line, so
     /// that a flush can frame a chunk where it lies (see `queue`).
     buf: Vec<u8>,
@@ -36,10 +38,16 @@ impl Pending {
         self.len() == 0
     }
 
+    /// The bytes copied in (not lent): what counts against `max_pending_bytes`.
+    pub fn copied_len(&self) -> usize {
+        self.len() - self.lent_len
+    }
+
     /// Drops the bytes (releasing lent ones), keeping the copy buffer.
     pub fn clear(&mut self) {
         self.pieces.clear();
         self.pieces_len = 0;
+        self.lent_len = 0;
         self.buf.clear();
         self.room = 0;
     }
@@ -66,6 +74,7 @@ impl Pending {
         }
         self.room = 0;
         self.pieces_len += lent.len();
+        self.lent_len += lent.len();
         self.pieces.push(Segment::Lent(lent));
     }
 
@@ -105,6 +114,7 @@ impl Pending {
         let mut buf = std::mem::take(&mut self.buf);
         let room = std::mem::replace(&mut self.room, 0);
         self.pieces_len = 0;
+        self.lent_len = 0;
         if let Some((line, end)) = chunk {
             if self.pieces.is_empty() && out.is_empty() && room >= line.len() {
                 // In place: the size line goes into the room before the data, the chunk

@@ -301,10 +301,11 @@ impl Response {
         Ok(())
     }
 
-    /// Copies body bytes into the pending output. `queued` is what is already waiting for the
-    /// socket, counted against `max_pending`.
+    /// Copies body bytes into the pending output. `queued` is what the library copied that is
+    /// already waiting for the socket: with the copies pending here, it counts against
+    /// `max_pending` (lent bytes are the module's memory and do not).
     pub fn append(&mut self, data: &[u8], queued: usize, max_pending: usize) -> Result<(), c_int> {
-        if !self.admit(data.len(), queued, max_pending)? {
+        if !self.admit(data.len(), data.len(), queued, max_pending)? {
             return Ok(());
         }
         // Streamed chunks get room for their size line, so the flush frames them in place.
@@ -313,15 +314,11 @@ impl Response {
         Ok(())
     }
 
-    /// `append` without the copy: the bytes are sent from where they are. Dropping `lent`
-    /// (sent, refused or discarded) releases it.
-    pub fn append_lent(
-        &mut self,
-        lent: Lent,
-        queued: usize,
-        max_pending: usize,
-    ) -> Result<(), c_int> {
-        match self.admit(lent.len(), queued, max_pending) {
+    /// `append` without the copy: the bytes are sent from where they are, and being the
+    /// module's memory they do not count against `max_pending_bytes`. Dropping `lent` (sent,
+    /// refused or discarded) releases it.
+    pub fn append_lent(&mut self, lent: Lent) -> Result<(), c_int> {
+        match self.admit(lent.len(), 0, 0, usize::MAX) {
             Err(e) => {
                 lent.refuse();
                 return Err(e);
@@ -335,9 +332,16 @@ impl Response {
         Ok(())
     }
 
-    /// The checks and accounting every append shares. Ok(false): accepted, but the bytes are
-    /// not sent (the response has no body).
-    fn admit(&mut self, len: usize, queued: usize, max_pending: usize) -> Result<bool, c_int> {
+    /// The checks and accounting every append shares: `len` bytes, `copied` of them copied
+    /// (they count against `max_pending` with the copies pending and the `queued` ones).
+    /// Ok(false): accepted, but the bytes are not sent (the response has no body).
+    fn admit(
+        &mut self,
+        len: usize,
+        copied: usize,
+        queued: usize,
+        max_pending: usize,
+    ) -> Result<bool, c_int> {
         if self.finished {
             return Err(EALREADY);
         }
@@ -346,7 +350,7 @@ impl Response {
                 return Err(EMSGSIZE);
             }
         }
-        if self.pending_len() + queued + len > max_pending {
+        if self.pending.copied_len() + queued + copied > max_pending {
             return Err(ENOBUFS);
         }
         self.appended += len as u64;
@@ -578,5 +582,22 @@ mod tests {
         assert_eq!(r.append(&[0; 41], 0, 100), Err(ENOBUFS));
         assert_eq!(r.pending_len(), 60);
         assert_eq!(r.append(&[0; 30], 20, 100), Err(ENOBUFS));
+    }
+
+    /// Lent pieces are the module's memory: any number of them is taken, and they leave the
+    /// room for copies as it was.
+    #[test]
+    fn lent_bytes_do_not_count_against_the_pending_limit() {
+        static PIECE: [u8; 1000] = [b'l'; 1000];
+        let mut r = Response::default();
+        for _ in 0..3 {
+            // SAFETY: static bytes stay readable; no release.
+            let lent =
+                unsafe { Lent::new(PIECE.as_ptr(), PIECE.len(), None, std::ptr::null_mut()) };
+            r.append_lent(lent).unwrap();
+        }
+        r.append(&[0; 100], 0, 100).unwrap();
+        assert_eq!(r.append(&[0; 1], 0, 100), Err(ENOBUFS));
+        assert_eq!(r.pending_len(), 3100);
     }
 }

@@ -2,6 +2,7 @@
 //! session), the read buffer lent from the loop's pool, the request being read, and the
 //! connection's own output queue.
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,24 @@ pub(super) enum Phase {
     },
 }
 
+/// A finished response handed to the connection's queue (`Progress::Handed`), and its
+/// session, which is complete once the queue was written past its end.
+struct Delivery {
+    /// Where the response's bytes start and end, counted as `Deliveries::written` counts.
+    start: u64,
+    end: u64,
+    session: Arc<Session>,
+}
+
+/// The sessions whose responses wait in the connection's queue, in order. Made when a
+/// connection first hands over a pipelined response; an idle connection holds none.
+#[derive(Default)]
+pub(super) struct Deliveries {
+    /// Bytes written from the queue since this was made: where the offsets count from.
+    written: u64,
+    waiting: VecDeque<Delivery>,
+}
+
 pub(super) struct Conn {
     pub(super) key: ConnKey,
     /// The transport, shared with the session it carries (see `Link`).
@@ -61,9 +80,12 @@ pub(super) struct Conn {
     /// The client closed or reset: read on to the end, a short read is no proof of an empty
     /// socket then (the end of stream raises no further event).
     pub(super) peer_done: bool,
-    /// Responses the library writes itself (404, 4xx errors, 100 Continue).
+    /// Responses the library writes itself (404, 4xx errors, 100 Continue), and pipelined
+    /// responses handed over by their sessions, so that a batch leaves in one send.
     pub(super) direct: OutQueue,
     pub(super) direct_progress: Instant,
+    /// The sessions whose responses wait in `direct`.
+    pub(super) delivering: Option<Box<Deliveries>>,
     pub(super) deadline: Option<Instant>,
 }
 
@@ -79,6 +101,56 @@ pub(super) enum Read {
 impl Conn {
     pub(super) fn unread(&self) -> &[u8] {
         &self.rbuf[self.rpos..]
+    }
+
+    /// Puts in line the session whose response was just appended to `direct`, from `before`
+    /// (its length then) on.
+    pub(super) fn hand_over(&mut self, before: usize, session: Arc<Session>) {
+        let d = self.delivering.get_or_insert_with(Box::default);
+        d.waiting.push_back(Delivery {
+            start: d.written + before as u64,
+            end: d.written + self.direct.len() as u64,
+            session,
+        });
+    }
+
+    /// Sessions whose responses wait in `direct`.
+    pub(super) fn waiting(&self) -> usize {
+        self.delivering.as_ref().map_or(0, |d| d.waiting.len())
+    }
+
+    /// `n` bytes of `direct` were written.
+    pub(super) fn direct_wrote(&mut self, n: usize) {
+        if let Some(d) = &mut self.delivering {
+            d.written += n as u64;
+        }
+    }
+
+    /// The first waiting session, with how many bytes of its response were written, if they
+    /// all were (or, `all` set, in any case: the connection is closing).
+    pub(super) fn next_delivered(&mut self, all: bool) -> Option<(Arc<Session>, u64)> {
+        let d = self.delivering.as_mut()?;
+        let front = d.waiting.front()?;
+        if !all && front.end > d.written {
+            return None;
+        }
+        let front = d.waiting.pop_front()?;
+        let sent = d
+            .written
+            .saturating_sub(front.start)
+            .min(front.end - front.start);
+        Some((front.session, sent))
+    }
+
+    /// Lets go of the (empty) line of waiting sessions while the connection is idle.
+    pub(super) fn release_deliveries(&mut self) {
+        if self
+            .delivering
+            .as_ref()
+            .is_some_and(|d| d.waiting.is_empty())
+        {
+            self.delivering = None;
+        }
     }
 
     pub(super) fn read(&mut self, limit: usize, pool: &mut Vec<Vec<u8>>) -> Read {

@@ -19,7 +19,7 @@ use super::loop_shared::{Command, ConnKey, LoopShared, Siblings, TaskFn, CURRENT
 use super::recycle::Recycler;
 use super::routes::Match;
 use super::runtime::Runtime;
-use super::session::{run_handler, PoolHandler, Progress, Start};
+use super::session::{run_handler, PoolHandler, Progress, Session, Start};
 use crate::abi::httpsrv_session;
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
 use crate::http::outqueue::OutQueue;
@@ -40,6 +40,13 @@ const TURN_REQUESTS: usize = 32;
 const DIRECT_HIGH_WATER: usize = 64 * 1024;
 /// Most a rejected client may still send while lingering.
 const LINGER_BYTES: usize = 1 << 20;
+/// While `accept` fails for want of descriptors or memory, it is retried after this long,
+/// doubling up to `ACCEPT_RETRY_MAX`, and whenever a connection of the loop closes.
+const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_millis(500);
+/// Most pipelined responses of one connection waiting in its queue (each holds its session):
+/// beyond it the connection parses no more requests until the queue drains.
+const MAX_DELIVERING: usize = TURN_REQUESTS;
 
 pub struct EventLoop {
     poll: Poll,
@@ -50,6 +57,11 @@ pub struct EventLoop {
     free: Vec<usize>,
     serial: u32,
     next_sweep: Option<Instant>,
+    /// Accepting failed for want of descriptors (EMFILE): when to try again. Until then
+    /// listener events are ignored; the connections wait in the kernel's queue.
+    accept_retry: Option<Instant>,
+    /// The wait before the next retry while accepting keeps failing; zero once it works.
+    accept_backoff: Duration,
     stop_deadline: Option<Instant>,
     buffers: Vec<Vec<u8>>,
     /// Connections that used up their turn with work left; served after the next poll.
@@ -84,6 +96,8 @@ impl EventLoop {
             free: Vec::new(),
             serial: 0,
             next_sweep: None,
+            accept_retry: None,
+            accept_backoff: Duration::ZERO,
             stop_deadline: None,
             buffers: Vec::new(),
             deferred: Vec::new(),
@@ -106,8 +120,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.deferred.is_empty() {
-                self.next_sweep
-                    .map(|t| t.saturating_duration_since(Instant::now()))
+                let wake = match (self.next_sweep, self.accept_retry) {
+                    (Some(sweep), Some(retry)) => Some(sweep.min(retry)),
+                    (sweep, retry) => sweep.or(retry),
+                };
+                wake.map(|t| t.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -140,6 +157,12 @@ impl EventLoop {
             if self.next_sweep.is_some_and(|t| clock::now() >= t) {
                 self.sweep();
             }
+            if self.accept_retry.is_some_and(|t| clock::now() >= t) {
+                self.accept_retry = None;
+                for li in 0..self.listeners.len() {
+                    self.accept(li);
+                }
+            }
             // Lent memory the iteration finished with goes back to the module, outside any lock.
             crate::http::lent::run_releases();
             if self.stop_deadline.is_some() && self.conns.iter().all(Option::is_none) {
@@ -170,7 +193,7 @@ impl EventLoop {
     }
 
     fn accept(&mut self, li: usize) {
-        if self.stop_deadline.is_some() {
+        if self.stop_deadline.is_some() || self.accept_retry.is_some() {
             return;
         }
         loop {
@@ -183,12 +206,26 @@ impl EventLoop {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // That connection is gone (or refused by a firewall rule); the next one waits.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM)
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => {
-                    // EMFILE and friends: log, and try again at the next event.
-                    self.rt().log_error(&format!("accept failed: {e}"));
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connections stay in the kernel's
+                    // queue, and no new event will tell of them (edge-triggered).
+                    self.pause_accepting(&e);
                     return;
                 }
             };
+            if !self.accept_backoff.is_zero() {
+                self.accept_backoff = Duration::ZERO;
+                self.rt().log_info("accepting connections again");
+            }
             if !self.rt().admit_connection() {
                 // Over max_connections: refuse the new one, never an old one.
                 drop(stream);
@@ -211,6 +248,20 @@ impl EventLoop {
                 target.release_connection();
             }
         }
+    }
+
+    /// Accepting failed for want of a resource: try again on a timer, backing off while the
+    /// shortage lasts (no busy loop), and as soon as a connection of this loop closes.
+    fn pause_accepting(&mut self, e: &io::Error) {
+        if self.accept_backoff.is_zero() {
+            self.rt().log_error(&format!(
+                "accept failed: {e}; the waiting connections are accepted when it works again"
+            ));
+            self.accept_backoff = ACCEPT_RETRY_MIN;
+        } else {
+            self.accept_backoff = (self.accept_backoff * 2).min(ACCEPT_RETRY_MAX);
+        }
+        self.accept_retry = Some(clock::now() + self.accept_backoff);
     }
 
     /// The loop of this server that holds the fewest connections; this one on a tie.
@@ -275,6 +326,7 @@ impl EventLoop {
             peer_done: false,
             direct: OutQueue::default(),
             direct_progress: now,
+            delivering: None,
             deadline: Some(deadline),
         });
         self.schedule(deadline);
@@ -310,12 +362,20 @@ impl EventLoop {
             s.fail(reason);
             s.drive(&mut OutQueue::default());
         }
+        // The responses still in the connection's queue do not reach the client.
+        while let Some((s, sent)) = conn.next_delivered(true) {
+            self.delivered(&conn.peer, s, sent, Some(reason));
+        }
         conn.rpos = conn.rbuf.len();
         conn.release_idle_buffer(&mut self.buffers);
         conn.link.close(self.poll.registry(), reset);
         drop(conn);
         self.free.push(idx);
         self.shared.release_connection();
+        if self.accept_retry.is_some() {
+            // A descriptor came free: accept the waiting connections now.
+            self.accept_retry = Some(clock::now());
+        }
     }
 
     /// `peer_done`: the client closed or reset (the end may sit behind data already there).
@@ -328,13 +388,15 @@ impl EventLoop {
             conn.readable = true;
             conn.peer_done |= peer_done;
             match conn.phase {
-                Phase::Active(ref s) => {
-                    // Read ahead (pipelining) and notice a client that left while we work.
-                    let s = s.clone();
-                    match conn.read(limit, pool) {
-                        Read::Eof => s.fail(EPIPE),
-                        Read::Failed(e) => s.fail(if e == EPIPE { EPIPE } else { ECONNRESET }),
-                        Read::Ok(_) | Read::Full => {}
+                Phase::Active(_) => {
+                    // Read ahead (pipelining) and notice a client that reset while we work.
+                    // The end of input is no abort: it means no more requests (RFC 9112
+                    // section 9.6), so the response is finished and then the connection
+                    // closes. A client that closed entirely is noticed when a write fails.
+                    if let Read::Failed(e) = conn.read(limit, pool) {
+                        if let Phase::Active(s) = &conn.phase {
+                            s.fail(if e == EPIPE { EPIPE } else { ECONNRESET });
+                        }
                     }
                 }
                 Phase::Closing {
@@ -371,8 +433,9 @@ impl EventLoop {
         }
     }
 
-    /// Sends the connection's own queue (library responses and batched pipelined responses).
-    /// True when it is empty afterwards; on failure the connection is closed.
+    /// Sends the connection's own queue (library responses and batched pipelined responses),
+    /// completing the sessions whose responses left. True when it is empty afterwards; on
+    /// failure the connection is closed.
     fn write_direct(&mut self, idx: usize) -> Option<bool> {
         let send_timeout = self.shared.rt.config.send_timeout;
         let conn = self.conns.get_mut(idx).and_then(Option::as_mut)?;
@@ -384,21 +447,58 @@ impl EventLoop {
             Ok(n) => {
                 if n > 0 {
                     conn.direct_progress = clock::now();
+                    conn.direct_wrote(n);
                     self.shared.count_sent(n);
                 }
-                if conn.direct.is_empty() && !conn.link.has_pending_output() {
-                    return Some(true);
+                let drained = conn.direct.is_empty() && !conn.link.has_pending_output();
+                if !drained {
+                    let d = conn.direct_progress + send_timeout;
+                    conn.deadline = Some(d);
+                    self.schedule(d);
                 }
-                let d = conn.direct_progress + send_timeout;
-                conn.deadline = Some(d);
-                self.schedule(d);
-                Some(false)
+                self.deliver(idx);
+                Some(drained)
             }
-            Err(_) => {
-                self.close(idx, false);
+            Err(e) => {
+                let reason = if e.raw_os_error() == Some(EPIPE) {
+                    EPIPE
+                } else {
+                    ECONNRESET
+                };
+                self.close_ending(idx, false, reason);
                 None
             }
         }
+    }
+
+    /// Completes the sessions whose handed responses the connection has written.
+    fn deliver(&mut self, idx: usize) {
+        while let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+            if conn.link.has_pending_output() {
+                // TLS: what was written is encrypted but not all in the kernel yet.
+                return;
+            }
+            let peer = conn.peer;
+            let Some((s, sent)) = conn.next_delivered(false) else {
+                return;
+            };
+            self.delivered(&peer, s, sent, None);
+        }
+    }
+
+    /// Ends the session of a handed response: `sent` of its bytes reached the kernel, and
+    /// `failure` is why the rest did not (None: all did). Runs its callbacks, logs it and keeps
+    /// the session for reuse.
+    fn delivered(&mut self, peer: &SocketAddr, s: Arc<Session>, sent: u64, failure: Option<i32>) {
+        s.delivered(sent, failure);
+        if let Progress::Ended {
+            status, body_sent, ..
+        } = s.drive(&mut OutQueue::default())
+        {
+            self.rt()
+                .access_log(peer, Some(s.request()), status, body_sent);
+        }
+        self.recycler.recycle(s);
     }
 
     /// The connection's state machine: drive the session, parse, dispatch, write, repeat.
@@ -438,6 +538,7 @@ impl EventLoop {
                     return self.on_event(idx, true, false);
                 }
                 Phase::Active(s) => {
+                    let before = conn.direct.len();
                     match s.drive(&mut conn.direct) {
                         Progress::Held => {
                             let s = s.clone();
@@ -453,6 +554,26 @@ impl EventLoop {
                             }
                             return;
                         }
+                        Progress::Handed { keep_alive } => {
+                            // The session completes when its bytes leave (`deliver`); the
+                            // connection goes on with the next request meanwhile.
+                            if before == 0 {
+                                // The send timeout counts from when there is something to send.
+                                conn.direct_progress = clock::now();
+                            }
+                            let next = after_response(keep_alive && !stopping);
+                            let ended = std::mem::replace(&mut conn.phase, next);
+                            if matches!(conn.phase, Phase::Head { .. }) {
+                                conn.release_idle_buffer(pool);
+                            }
+                            if let Phase::Active(s) = ended {
+                                conn.hand_over(before, s);
+                            }
+                            if conn.direct.is_empty() {
+                                // Nothing to send (and nothing before it): complete now.
+                                self.deliver(idx);
+                            }
+                        }
                         Progress::Ended {
                             keep_alive,
                             reset,
@@ -462,17 +583,7 @@ impl EventLoop {
                             s.lp.rt
                                 .access_log(&conn.peer, Some(s.request()), status, body_sent);
                             let close_now = reset || (stopping && conn.direct.is_empty());
-                            let next = if keep_alive && !stopping {
-                                Phase::Head {
-                                    since: clock::now(),
-                                    receiving: false,
-                                }
-                            } else {
-                                // Half-close and linger: closing at once would answer the
-                                // client's next bytes with a reset, which can destroy the
-                                // end of this response still in flight (RFC 9112 9.6).
-                                Phase::Closing { linger_until: None }
-                            };
+                            let next = after_response(keep_alive && !stopping);
                             let ended = std::mem::replace(&mut conn.phase, next);
                             if matches!(conn.phase, Phase::Head { .. }) {
                                 conn.release_idle_buffer(pool);
@@ -494,6 +605,13 @@ impl EventLoop {
                         self.deferred.push(key);
                         self.write_direct(idx);
                         return;
+                    }
+                    if !conn.direct.is_empty() && conn.waiting() >= MAX_DELIVERING {
+                        // Enough sessions wait for the queue: no more requests until it drains.
+                        if self.write_direct(idx) != Some(true) {
+                            return;
+                        }
+                        continue;
                     }
                     served += 1;
                     if self.parse(idx, &limits) {
@@ -550,6 +668,7 @@ impl EventLoop {
                 conn.release_idle_buffer(pool);
                 if conn.direct.is_empty() {
                     conn.direct.release_spare();
+                    conn.release_deliveries();
                 }
                 since + keepalive
             }
@@ -719,7 +838,10 @@ impl EventLoop {
         let before = conn.direct.len();
         let mut encoder = ResponseEncoder::default();
         let _ = h1::flush(&mut r, &mut encoder, true, &cx, &mut conn.direct);
-        conn.direct_progress = clock::now();
+        if before == 0 {
+            // The send timeout counts from when there is something to send.
+            conn.direct_progress = clock::now();
+        }
         let body = conn.direct.len() - before - encoder.head_len();
         rt.access_log(&conn.peer, request, status, body as u64);
     }
@@ -845,11 +967,18 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for idx in 0..self.conns.len() {
+            let Some(conn) = self.conns[idx].as_mut() else {
+                continue;
+            };
             let idle = matches!(
-                self.conns[idx].as_ref().map(|c| &c.phase),
-                Some(Phase::Head { .. } | Phase::Body { .. } | Phase::Closing { .. })
+                conn.phase,
+                Phase::Head { .. } | Phase::Body { .. } | Phase::Closing { .. }
             );
-            if idle {
+            if idle && conn.waiting() > 0 {
+                // Responses in flight in the connection's queue: they get the grace time,
+                // then the connection closes.
+                conn.phase = Phase::Closing { linger_until: None };
+            } else if idle {
                 self.close(idx, false);
             }
         }
@@ -859,6 +988,7 @@ impl EventLoop {
     /// Runs timeouts: header, body, keep-alive, send, lingering, and the stop deadline.
     fn sweep(&mut self) {
         let now = clock::now();
+        let send_timeout = self.rt().config.send_timeout;
         self.next_sweep = None;
         let stop_due = self.stop_deadline.is_some_and(|d| now >= d);
         for idx in 0..self.conns.len() {
@@ -876,6 +1006,14 @@ impl EventLoop {
                 continue;
             }
             conn.deadline = None;
+            if !conn.direct.is_empty() && now >= conn.direct_progress + send_timeout {
+                // The connection's own queue made no progress: a send timeout, whatever the
+                // phase. Every session with bytes in the queue, or still running, ends with
+                // ETIMEDOUT; a waiting request is not answered (no status after a response).
+                log_send_timeout(&self.shared.rt, &conn.peer);
+                self.close_ending(idx, false, ETIMEDOUT);
+                continue;
+            }
             match &conn.phase {
                 Phase::Head { .. } => {
                     // A head that started arriving gets a 408; a silent connection just closes.
@@ -905,6 +1043,7 @@ impl EventLoop {
                 Phase::Active(s) => {
                     let s = s.clone();
                     if s.send_stalled(now) {
+                        log_send_timeout(&self.shared.rt, &conn.peer);
                         s.fail(ETIMEDOUT);
                     }
                     self.guarded(idx, |lp| lp.advance(idx));
@@ -944,6 +1083,28 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// The phase after a response: the next request, or close. Closing lingers: closing at once
+/// would answer the client's next bytes with a reset, which can destroy the end of the
+/// response still in flight (RFC 9112 section 9.6).
+fn after_response(keep_alive: bool) -> Phase {
+    if keep_alive {
+        Phase::Head {
+            since: clock::now(),
+            receiving: false,
+        }
+    } else {
+        Phase::Closing { linger_until: None }
+    }
+}
+
+/// A send timeout, in the error log as such.
+fn log_send_timeout(rt: &Runtime, peer: &SocketAddr) {
+    rt.log_info(&format!(
+        "send timed out (ETIMEDOUT): no progress for send_timeout_ms; closing the connection \
+         of {peer}"
+    ));
 }
 
 /// Runs a task posted with `httpsrv_session_post`; the handle stays valid until it returns.

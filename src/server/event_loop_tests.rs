@@ -2,14 +2,15 @@
 //! connection wrote, move a fake clock, as hyper tests its `conn.rs`. No socket, no thread:
 //! the test stands in for the loop's poller and calls what a readiness event would.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::abi::{httpsrv_session, HTTPSRV_DONE, HTTPSRV_PENDING};
-use crate::errors::{EPIPE, ETIMEDOUT};
+use crate::errors::{ECONNRESET, ETIMEDOUT};
 use crate::ffi::response::{httpsrv_response_append, httpsrv_response_flush};
 use crate::ffi::session::httpsrv_session_on_close;
 use crate::io::{Memory, MemoryPeer, Transport};
@@ -20,10 +21,19 @@ use crate::server::routes::Routes;
 /// Not yet ended: what an `on_close` record holds before its callback ran.
 const OPEN: i32 = -1;
 
+/// The close reasons of a route's sessions: the last, and all in the order they came.
+struct Record {
+    last: AtomicI32,
+    all: Mutex<Vec<i32>>,
+}
+
 unsafe extern "C" fn record_close(_: *mut httpsrv_session, reason: c_int, ud: *mut c_void) {
-    // SAFETY: the routes below register a leaked, never freed AtomicI32 as userdata.
-    let record = unsafe { &*(ud as *const AtomicI32) };
-    record.store(reason, Ordering::SeqCst);
+    // SAFETY: the routes below register a leaked, never freed Record as userdata.
+    let record = unsafe { &*(ud as *const Record) };
+    record.last.store(reason, Ordering::SeqCst);
+    if let Ok(mut all) = record.all.lock() {
+        all.push(reason);
+    }
 }
 
 /// `GET /hello`: "hello", complete at once.
@@ -47,8 +57,14 @@ unsafe extern "C" fn big(sess: *mut httpsrv_session, ud: *mut c_void) -> c_int {
     HTTPSRV_DONE
 }
 
+thread_local! {
+    /// The session `GET /pending` left open on this thread (each test runs on its own).
+    static PENDING: Cell<*mut httpsrv_session> = const { Cell::new(std::ptr::null_mut()) };
+}
+
 /// `GET /pending`: keeps the session open, its head flushed.
 unsafe extern "C" fn pending(sess: *mut httpsrv_session, ud: *mut c_void) -> c_int {
+    PENDING.with(|p| p.set(sess));
     // SAFETY: as for `hello`.
     unsafe {
         httpsrv_session_on_close(sess, Some(record_close), ud);
@@ -61,8 +77,8 @@ unsafe extern "C" fn pending(sess: *mut httpsrv_session, ud: *mut c_void) -> c_i
 struct Harness {
     lp: EventLoop,
     now: Instant,
-    /// The close reason of the last session of each route.
-    closed: Vec<(&'static str, &'static AtomicI32)>,
+    /// The close reasons of each route's sessions.
+    closed: Vec<(&'static str, &'static Record)>,
 }
 
 fn harness(options: &[(&str, &str)]) -> Harness {
@@ -81,14 +97,17 @@ fn harness(options: &[(&str, &str)]) -> Harness {
         ("/big", big),
         ("/pending", pending),
     ] {
-        let record: &'static AtomicI32 = Box::leak(Box::new(AtomicI32::new(OPEN)));
+        let record: &'static Record = Box::leak(Box::new(Record {
+            last: AtomicI32::new(OPEN),
+            all: Mutex::new(Vec::new()),
+        }));
         routes
             .add(
                 Some("GET"),
                 path,
                 false,
                 handler,
-                record as *const AtomicI32 as *mut c_void,
+                record as *const Record as *mut c_void,
             )
             .expect("a new route");
         closed.push((path, record));
@@ -151,17 +170,47 @@ impl Harness {
         self.settle();
     }
 
+    /// The module finishes the session `GET /pending` left open ("end" and the final flush),
+    /// as a task on the loop thread would; the loop then drives the connection.
+    fn finish_pending(&mut self, idx: usize) {
+        let sess = PENDING.with(Cell::get);
+        // SAFETY: a session handle (a stale one only gets ESTALE) and a static body.
+        let (appended, flushed) = unsafe {
+            (
+                httpsrv_response_append(sess, b"end".as_ptr().cast(), 3),
+                httpsrv_response_flush(sess, 1),
+            )
+        };
+        assert_eq!((appended, flushed), (0, 0));
+        self.lp.advance(idx);
+        self.settle();
+    }
+
     fn is_open(&self, idx: usize) -> bool {
         self.lp.conns.get(idx).is_some_and(Option::is_some)
     }
 
-    fn close_reason(&self, path: &str) -> i32 {
+    fn record(&self, path: &str) -> &'static Record {
         let (_, record) = self
             .closed
             .iter()
             .find(|(p, _)| *p == path)
             .expect("a route");
-        record.load(Ordering::SeqCst)
+        record
+    }
+
+    /// The close reason of the route's last session (OPEN before any ended).
+    fn close_reason(&self, path: &str) -> i32 {
+        self.record(path).last.load(Ordering::SeqCst)
+    }
+
+    /// The close reasons of all the route's sessions, in order.
+    fn close_reasons(&self, path: &str) -> Vec<i32> {
+        self.record(path)
+            .all
+            .lock()
+            .map(|all| all.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -344,10 +393,35 @@ fn a_client_gone_ends_a_pending_session_with_the_reason() {
         "the flushed piece left: {out}"
     );
     assert_eq!(h.close_reason("/pending"), OPEN);
+    // A reset: the client is gone, noticed while the session waits, without a write.
+    peer.fail(ECONNRESET);
+    h.event(c, true, true);
+    assert_eq!(h.close_reason("/pending"), ECONNRESET);
+    assert!(!h.is_open(c));
+}
+
+/// The end of a client's input (`shutdown(SHUT_WR)` after its request) means no more
+/// requests (RFC 9112 section 9.6), not an abort: the response is finished, then the
+/// connection closes.
+#[test]
+fn a_half_closed_client_gets_its_whole_response_then_the_close() {
+    let mut h = harness(&[]);
+    let (c, peer) = h.connect();
+    h.send(c, &peer, b"GET /pending HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(text(&peer.take_output()).ends_with("5\r\nstart\r\n"));
     peer.close_input();
     h.event(c, true, true);
-    assert_eq!(h.close_reason("/pending"), EPIPE);
-    assert!(!h.is_open(c));
+    assert_eq!(h.close_reason("/pending"), OPEN, "the session goes on");
+    assert!(h.is_open(c) && !peer.output_closed());
+    // Writable events with the end of input still pending change nothing.
+    h.event(c, true, true);
+    assert_eq!(h.close_reason("/pending"), OPEN);
+    h.finish_pending(c);
+    let out = text(&peer.take_output());
+    assert!(out.ends_with("3\r\nend\r\n0\r\n\r\n"), "{out}");
+    assert_eq!(h.close_reason("/pending"), 0);
+    assert!(!h.is_open(c), "no more requests: the connection closes");
+    assert_eq!(peer.closed(), Some(false), "gracefully");
 }
 
 #[test]
@@ -366,4 +440,99 @@ fn stop_closes_idle_connections_and_cancels_the_rest_at_the_deadline() {
     h.wait(Duration::from_millis(501));
     assert_eq!(h.close_reason("/pending"), crate::errors::ECANCELED);
     assert!(!h.is_open(busy));
+}
+
+/// Pipelined responses wait in the connection's own queue behind each other. A session whose
+/// bytes wait there is not complete: it ends with 0 once they reached the kernel, and with
+/// ETIMEDOUT when the connection makes no progress for `send_timeout_ms`. A send timeout is no
+/// request timeout: no 408 goes out behind the response bytes.
+#[test]
+fn a_slow_reader_of_pipelined_responses_times_out_every_waiting_session() {
+    let mut h = harness(&[("send_timeout_ms", "2000")]);
+    let (first, first_peer) = h.connect();
+    h.send(
+        first,
+        &first_peer,
+        b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let hello_len = first_peer.take_output().len();
+    let (c, peer) = h.connect();
+    // Room for the first response and a little of the second.
+    peer.set_window(Some(hello_len + 10));
+    let mut batch = Vec::new();
+    for path in ["/hello", "/hello", "/big", "/hello"] {
+        batch.extend_from_slice(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    h.send(c, &peer, &batch);
+    assert_eq!(peer.take_output().len(), hello_len + 10);
+    assert_eq!(
+        h.close_reasons("/hello"),
+        [0, 0],
+        "only the response that left is complete"
+    );
+    assert_eq!(h.close_reasons("/big"), [], "its bytes wait in the queue");
+    h.wait(Duration::from_millis(1999));
+    assert_eq!(h.close_reasons("/big"), []);
+    h.wait(Duration::from_millis(2));
+    assert_eq!(h.close_reasons("/hello"), [0, 0, ETIMEDOUT]);
+    assert_eq!(h.close_reasons("/big"), [ETIMEDOUT]);
+    peer.set_window(None);
+    h.wait(LINGER);
+    let out = text(&peer.take_output());
+    assert!(
+        !out.contains("408"),
+        "a status after the response bytes: {out}"
+    );
+    assert!(!h.is_open(c) && peer.closed().is_some());
+}
+
+/// Sessions whose responses wait in the connection's queue are in flight: a stop gives them
+/// the grace time to leave, and a client that resets ends them with ECONNRESET.
+#[test]
+fn waiting_pipelined_sessions_get_the_grace_time_or_the_reset() {
+    let mut h = harness(&[]);
+    let pipeline = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (c, peer) = h.connect();
+    peer.set_window(Some(0));
+    h.send(c, &peer, pipeline);
+    let (gone, gone_peer) = h.connect();
+    gone_peer.set_window(Some(0));
+    h.send(gone, &gone_peer, pipeline);
+    assert_eq!(h.close_reasons("/hello"), [], "four responses wait");
+    gone_peer.fail(ECONNRESET);
+    h.event(gone, true, true);
+    assert_eq!(h.close_reasons("/hello"), [ECONNRESET, ECONNRESET]);
+    assert!(!h.is_open(gone));
+    h.lp.begin_stop(Duration::from_millis(500));
+    assert!(h.is_open(c), "not idle: its responses are in flight");
+    peer.set_window(None);
+    h.event(c, false, false);
+    assert_eq!(responses(&peer.take_output()).len(), 2);
+    assert_eq!(h.close_reasons("/hello"), [ECONNRESET, ECONNRESET, 0, 0]);
+    assert!(peer.output_closed(), "then the connection closes");
+    h.wait(Duration::from_millis(501));
+    assert!(!h.is_open(c));
+}
+
+/// Each session whose response waits in the connection's queue is kept: at most
+/// MAX_DELIVERING of them, then the connection reads no further request until the queue
+/// drains; all are answered once the client reads.
+#[test]
+fn a_connection_holds_a_bounded_number_of_waiting_sessions() {
+    let mut h = harness(&[]);
+    let (c, peer) = h.connect();
+    peer.set_window(Some(0));
+    let batch = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n".repeat(MAX_DELIVERING + 8);
+    h.send(c, &peer, &batch);
+    // The turn ended (TURN_REQUESTS) before the limit; the next turns stop at it.
+    for _ in 0..3 {
+        h.lp.advance(c);
+    }
+    let waiting = h.lp.conns[c].as_ref().map_or(0, |conn| conn.waiting());
+    assert_eq!(waiting, MAX_DELIVERING);
+    assert_eq!(h.close_reasons("/hello"), []);
+    peer.set_window(None);
+    h.event(c, false, false);
+    assert_eq!(responses(&peer.take_output()).len(), MAX_DELIVERING + 8);
+    assert_eq!(h.close_reasons("/hello"), vec![0; MAX_DELIVERING + 8]);
 }

@@ -9,8 +9,10 @@ use super::session::{Retired, Session, Start};
 use crate::http::request::Request;
 
 /// Sessions kept at most. A loop finishes most sessions before it starts the next, so a few
-/// cover a busy loop; sessions of pool handlers may end in bursts.
-const MAX_SPARE_SESSIONS: usize = 16;
+/// cover a busy loop; sessions of pool handlers may end in bursts, and pipelined sessions
+/// complete together when the batch of their responses leaves (up to a turn's worth,
+/// `event_loop::TURN_REQUESTS`).
+const MAX_SPARE_SESSIONS: usize = 32;
 
 #[derive(Default)]
 pub struct Recycler {
@@ -44,6 +46,7 @@ impl Recycler {
     }
 
     /// Keeps a finished session for reuse, if nothing else holds it and there is room.
+    #[inline]
     pub fn recycle(&mut self, session: Arc<Session>) {
         if self.sessions.len() < MAX_SPARE_SESSIONS {
             if let Some(retired) = Session::retire(session) {

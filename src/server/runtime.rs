@@ -79,6 +79,11 @@ impl Runtime {
         self.logger.log(log::INFO, message);
     }
 
+    /// Whether `access_log` is set.
+    pub fn logs_access(&self) -> bool {
+        self.access_log.is_some()
+    }
+
     /// One Combined Log Format line for a finished response, when `access_log` is set.
     /// `request` is None for a request refused before it could be parsed.
     pub fn access_log(

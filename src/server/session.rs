@@ -75,6 +75,9 @@ struct State {
     /// response finished while held is handed to the connection's queue whole, so a batch of
     /// pipelined responses leaves in one send.
     hold: bool,
+    /// The finished response was handed to the connection's queue (see `hold`). The session
+    /// is complete once the connection wrote it (`delivered`), not before.
+    handed: bool,
 }
 
 // SAFETY: the raw pointers are the module's opaque userdata, never dereferenced here and
@@ -111,6 +114,10 @@ pub enum Progress {
     Busy,
     /// Still running and held: the connection should send its earlier output, then `unhold`.
     Held,
+    /// The finished response went into the connection's queue (`conn_out`), behind earlier
+    /// ones: the connection goes on to the next request, and reports with `delivered` when
+    /// those bytes reached the kernel or could not. `keep_alive` as for `Ended`.
+    Handed { keep_alive: bool },
     /// Ended and released by the loop: keep the connection for the next request, or close it.
     /// `status` and `body_sent` (bytes after the head) are for the access log.
     Ended {
@@ -150,6 +157,16 @@ pub struct Start<'a> {
 }
 
 impl State {
+    /// Whether anything can tell when the session ends: a close callback, a flush waiting
+    /// (async or blocking), a handler still running or a posted task holding the handle.
+    fn watched(&self) -> bool {
+        self.close_fn.is_some()
+            || !self.async_flushes.is_empty()
+            || self.blocking_waiters > 0
+            || self.handler_running
+            || self.pending_posts > 0
+    }
+
     fn new(hold: bool) -> State {
         State {
             response: Response::default(),
@@ -171,6 +188,7 @@ impl State {
             must_reset: false,
             truncated: false,
             hold,
+            handed: false,
         }
     }
 
@@ -199,6 +217,7 @@ impl State {
             must_reset,
             truncated,
             hold: held,
+            handed,
         } = self;
         debug_assert!(response.pending_len() == 0 && out.is_empty() && async_flushes.is_empty());
         encoder.reset();
@@ -217,6 +236,7 @@ impl State {
         *must_reset = false;
         *truncated = false;
         *held = hold;
+        *handed = false;
     }
 }
 
@@ -278,6 +298,7 @@ impl Session {
     /// Lets go of what a finished session should not keep while it waits to be reused: the
     /// request body, any unusually large buffer, and its response and queue (lent memory is
     /// released now, not at the next request). None when something else still holds it.
+    #[inline]
     pub fn retire(mut this: Arc<Session>) -> Option<Retired> {
         let me = Arc::get_mut(&mut this)?;
         me.body = Vec::new();
@@ -450,7 +471,13 @@ impl Session {
     /// Bytes accepted (appended or flushed) but not yet handed to the kernel.
     pub fn pending(&self) -> usize {
         let st = self.state.lock();
-        st.response.pending_len() + st.out.len()
+        let queued = if st.handed {
+            // In the connection's queue.
+            st.queued_total.saturating_sub(st.bytes_sent) as usize
+        } else {
+            st.out.len()
+        };
+        st.response.pending_len() + queued
     }
 
     fn check_live(&self) -> Result<MutexGuard<'_, State>, c_int> {
@@ -463,7 +490,7 @@ impl Session {
 
     pub fn append(&self, data: &[u8]) -> Result<(), c_int> {
         let mut st = self.check_live()?;
-        let queued = st.out.len();
+        let queued = st.out.copied_len();
         st.response
             .append(data, queued, self.lp.rt.config.max_pending_bytes)
     }
@@ -477,9 +504,7 @@ impl Session {
                 return Err(e);
             }
         };
-        let queued = st.out.len();
-        st.response
-            .append_lent(lent, queued, self.lp.rt.config.max_pending_bytes)
+        st.response.append_lent(lent)
     }
 
     /// `httpsrv_response_flush`: non-blocking on the loop thread, blocking elsewhere.
@@ -519,6 +544,12 @@ impl Session {
             if let Some(r) = st.ended {
                 break if r == 0 { Ok(()) } else { Err(r) };
             }
+            if st.hold {
+                // Behind the connection's earlier output: the loop times out the connection
+                // when that makes no progress, and wakes us when it ends the session.
+                self.cond.wait_for(&mut st, timeout);
+                continue;
+            }
             let deadline = st.last_progress + timeout;
             if Instant::now() >= deadline {
                 self.end(&mut st, ETIMEDOUT);
@@ -554,6 +585,10 @@ impl Session {
 
     pub fn abort(&self) -> Result<(), c_int> {
         let mut st = self.check_live()?;
+        if st.handed {
+            // Finished, and in the connection's queue: only the connection's fate is left.
+            return Err(EALREADY);
+        }
         st.must_reset = true;
         self.end(&mut st, ECANCELED);
         self.wake_loop(&mut st);
@@ -647,9 +682,22 @@ impl Session {
         }
     }
 
-    /// Loop thread: the connection's earlier output is out; write our own from now on.
+    /// Loop thread: the connection's earlier output is out; write our own from now on. The
+    /// send timeout counts from now, when the session can send.
     pub fn unhold(&self) {
-        self.state.lock().hold = false;
+        let mut st = self.state.lock();
+        st.hold = false;
+        st.last_progress = clock::now();
+    }
+
+    /// Loop thread: the connection is done with the response it was handed (`Progress::Handed`):
+    /// `sent` of its bytes reached the kernel, and `failure` is why the rest could not (None:
+    /// all of them did). Ends the session; `drive` then completes it.
+    pub fn delivered(&self, sent: u64, failure: Option<c_int>) {
+        let mut st = self.state.lock();
+        st.bytes_sent = st.bytes_sent.max(sent.min(st.queued_total));
+        let reason = failure.unwrap_or(if st.truncated { ECANCELED } else { 0 });
+        self.end(&mut st, reason);
     }
 
     /// Loop thread: ends the session from the connection side (client gone, timeout, stop).
@@ -680,9 +728,19 @@ impl Session {
         loop {
             let mut st = self.state.lock();
             st.wake_queued = false;
-            if st.hold && st.ended.is_none() && st.response.finished() {
-                // Hand the whole response to the connection, behind the earlier ones.
+            if st.hold && st.ended.is_none() && st.response.finished() && !st.handed {
+                // Hand the whole response to the connection, behind the earlier ones; it is
+                // complete once the connection wrote it.
                 conn_out.append(&mut st.out);
+                if st.watched() || self.lp.rt.logs_access() {
+                    st.handed = true;
+                    return Progress::Handed {
+                        keep_alive: !st.truncated && st.encoder.keep_alive(),
+                    };
+                }
+                // Nothing can tell when a session nobody watches ends: it ends now, as if
+                // written, and the connection alone minds the bytes (a batch of pipelined
+                // responses to a module without close callbacks costs no more than that).
                 st.bytes_sent = st.queued_total;
                 let reason = if st.truncated { ECANCELED } else { 0 };
                 self.end(&mut st, reason);
@@ -719,7 +777,11 @@ impl Session {
                 continue;
             }
             let Some(reason) = st.ended else {
-                return if st.hold {
+                return if st.handed {
+                    Progress::Handed {
+                        keep_alive: !st.truncated && st.encoder.keep_alive(),
+                    }
+                } else if st.hold {
                     Progress::Held
                 } else {
                     Progress::Busy

@@ -27,6 +27,9 @@
  *   reload            -> RELOADED <rc>   (httpsrv_server_reload_certificates)
  *   tls ADDR,CERT,KEY -> LISTEN_TLS <addr> <rc>
  *   cert CERT,KEY     -> CERT <cert> <rc>
+ *   nofile <n>        -> NOFILE <open> <rc>   (tests only: lowers the soft
+ *                        RLIMIT_NOFILE so that n more descriptors than the
+ *                        <open> ones now may be opened; rc 0 or an errno)
  * On EOF: stop(0) if not stopped yet (STOPPED <rc>), httpsrv_server_free,
  * dlclose the library, print FREED and exit 0.
  * A failing --set, listen, module load or start prints FAILED <what>, frees
@@ -37,6 +40,7 @@
  * (PORT lines) follow that order; a --try-tls that failed has none. With --logger stdout the library's log goes to
  * stdout as "HLOG <level> <message>" lines.
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
@@ -45,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 typedef struct httpsrv_server httpsrv_server;
 
@@ -230,6 +235,32 @@ static int resolve_all(const char *header)
     printf("RESOLVED %d MISSING %d\n", found, missing);
     fflush(stdout);
     return (missing == 0 && found > 0) ? 0 : 1;
+}
+
+/* descriptors open in this process, or -1 */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    long n = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+/* nofile <n>: at most n descriptors more than are open now */
+static void limit_fds(unsigned long more)
+{
+    long open = open_fds();
+    int rc = EINVAL;
+    struct rlimit rl;
+    if (open >= 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = (rlim_t)open + (rlim_t)more;
+        rc = setrlimit(RLIMIT_NOFILE, &rl) == 0 ? 0 : errno;
+    }
+    printf("NOFILE %ld %d\n", open, rc);
 }
 
 static void finish(httpsrv_server *srv, int stopped, int code)
@@ -421,6 +452,8 @@ int main(int argc, char **argv)
             printf("PORTOF %lu %d\n", v, api.server_port(srv, (size_t)v));
         } else if (line[0] == '\n' || line[0] == '\0') {
             continue;
+        } else if (sscanf(line, "nofile %lu", &v) == 1) {
+            limit_fds(v);
         } else if (strncmp(line, "ping", 4) == 0) {
             printf("PONG\n");
         } else if (strncmp(line, "reload", 6) == 0) {

@@ -1037,8 +1037,9 @@ static int h_ref(httpsrv_session *s, void *ud)
         memset(&r, 0, sizeof r);
         chk(&r, "ref_null_data", httpsrv_response_append_ref(s, NULL, 5, lent_release_wrong, "null"), EINVAL);
         chk(&r, "ref_null_session", httpsrv_response_append_ref(NULL, data, 5, lent_release_wrong, "sess"), EINVAL);
-        chk(&r, "ref_past_max_pending",
-            httpsrv_response_append_ref(s, data, (size_t)1 << 40, lent_release_wrong, "max"), ENOBUFS);
+        /* only copied bytes count against max_pending_bytes: a copy that large is refused
+         * before a byte is read (a lent piece is the module's memory and is not refused) */
+        chk(&r, "append_past_max_pending", httpsrv_response_append(s, data, (size_t)1 << 40), ENOBUFS);
         chk_u64(&r, "pending_after_refusals", httpsrv_response_pending(s), 0);
         chk(&r, "ref_empty", httpsrv_response_append_ref(s, data, 0, NULL, NULL), 0);
         rep_end(&r);
@@ -1048,6 +1049,29 @@ static int h_ref(httpsrv_session *s, void *ud)
         int rf = httpsrv_response_flush(s, 1);
         int ra = httpsrv_response_append_ref(s, data, 5, lent_release_wrong, "after-final");
         tlog("ref-errors static=%s final=%s after_final=%s", ename(rs), ename(rf), ename(ra));
+        return HTTPSRV_DONE;
+    }
+    if (qstr(s, "mode", mode, sizeof mode) && strcmp(mode, "pieces") == 0) {
+        /* n lent pieces of len bytes, none flushed, then len copied bytes and one more: lent
+         * pieces do not count against max_pending_bytes, copies do (the host runs with
+         * max_pending_bytes = len) */
+        long n = qint(s, "n", 4, 1, 16);
+        long plen = qint(s, "len", 1 << 20, 1, 1L << 24);
+        char line[256];
+        size_t used = (size_t)snprintf(line, sizeof line, "ref-pieces lent=");
+        for (long i = 0; i < n && used < sizeof line - 32; i++) {
+            char ptag[24];
+            snprintf(ptag, sizeof ptag, "pieces-%d", (int)i);
+            used += (size_t)snprintf(line + used, sizeof line - used, "%s%s", i ? "," : "",
+                                     ename(append_lent(s, ptag, (size_t)plen)));
+        }
+        unsigned char *copy = malloc((size_t)plen);
+        if (!copy) return 7;
+        fill_pattern(copy, (size_t)plen, 0);
+        int rc = httpsrv_response_append(s, copy, (size_t)plen);
+        int ro = httpsrv_response_append(s, copy, 1);
+        free(copy);
+        tlog("%s copy=%s over=%s", line, ename(rc), ename(ro));
         return HTTPSRV_DONE;
     }
     long len = qint(s, "len", 3000, 0, 1L << 24);

@@ -611,6 +611,15 @@ pub fn log_lines<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
     log.lines().filter(|l| l.starts_with(prefix)).collect()
 }
 
+/// The REASON of the first "close <tag> REASON bytes" line of the test module's log.
+pub fn close_reason(log: &str, tag: &str) -> Option<String> {
+    let pre = format!("close {tag} ");
+    log.lines().find_map(|l| {
+        l.strip_prefix(&pre)
+            .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+    })
+}
+
 /// Parses "k=v" words of a log line.
 pub fn log_fields(line: &str) -> HashMap<String, String> {
     line.split_whitespace()
