@@ -17,7 +17,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-use tls_client::{fingerprint, Client};
+use tls_client::{curl_https, fingerprint, Client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_httpsrvd");
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -686,29 +686,6 @@ fn path_str(p: &Path) -> &str {
 /// `ADDR=CERT:KEY` for `--tls`.
 fn tls_arg(addr: &str, crt: &Path, key: &Path) -> String {
     format!("{addr}={}:{}", path_str(crt), path_str(key))
-}
-
-/// What curl did: its exit code and output.
-struct Curl {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// `curl https://NAME:PORT/PATH` with NAME resolved to 127.0.0.1 and `ca` the only trusted
-/// certificate, so it succeeds only when the server sends that certificate for NAME.
-fn curl_https(port: u16, name: &str, ca: &Path, path: &str) -> Curl {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert", path_str(ca)])
-        .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
-        .arg(format!("https://{name}:{port}{path}"))
-        .output()
-        .expect("curl (scripts/setup.sh installs it)");
-    Curl {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 impl ChildGuard {

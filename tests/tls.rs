@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tls_client::{client_script, fingerprint, json_field, Client};
+use tls_client::{client_script, curl_https, fingerprint, json_field, Client};
 
 const T: Duration = Duration::from_secs(15);
 const ENOENT: i32 = 2;
@@ -136,19 +136,86 @@ fn every_key_type_over_tls12_and_tls13_with_sni_selection() {
 fn curl_verifies_the_certificate_and_gets_a_response() {
     let d = cert_dir("curl");
     let (srv, port, crt, _) = tls_host(&d, &["curl.test"], HostBuilder::new());
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "15", "--cacert", crt.to_str().unwrap()])
-        .args(["--resolve", &format!("curl.test:{port}:127.0.0.1")])
-        .arg(format!("https://curl.test:{port}/t/hello"))
-        .output()
-        .expect("curl");
+    let out = curl_https(port, "curl.test", &crt, "/t/hello");
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, srv.diagnostics());
+    assert_eq!(out.stdout, "Hello, world\n");
+}
+
+/// Kills and reaps a child when dropped, so a failed assertion leaves nothing running.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tls_host_example_serves_https_reloads_on_sighup_and_stops() {
+    let built = compile_examples();
+    let (_, exe) = built
+        .programs
+        .iter()
+        .find(|(src, _)| src.ends_with("tls_host.c"))
+        .expect("c_examples/tls_host.c is built as a program");
+    let d = cert_dir("tls_host");
+    let (crt, key) = testcerts::make(&d, "site", testcerts::EC_SEC1, &["site.test"]);
+    let (crt2, key2) = testcerts::make(&d, "other", testcerts::ED25519, &["other.test"]);
+    let mut child = Command::new(exe)
+        .arg("127.0.0.1:0")
+        .args([&crt, &key, &crt2, &key2])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tls_host");
+    let stdout = child.stdout.take().expect("stdout");
+    let child = Reap(child);
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || lines.recv_timeout(T).expect("a line from tls_host");
+    let line = next();
+    let port: u16 = line
+        .strip_prefix("tls_host listening on 127.0.0.1:0, port ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    let r = curl_https(port, "site.test", &crt, "/hello");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        srv.diagnostics()
+        r.stdout.starts_with("Hello over TLSv1.3 (TLS_")
+            && r.stdout.ends_with(", name site.test\n"),
+        "{}",
+        r.stdout
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world\n");
+    // The second pair, chosen by SNI.
+    let r = curl_https(port, "other.test", &crt2, "/hello");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.ends_with(", name other.test\n"), "{}", r.stdout);
+    let pid = child.0.id() as libc::pid_t;
+    // SAFETY: plain kill(2) on our own child, not reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    assert_eq!(next(), "tls_host: certificates reloaded");
+    assert_eq!(curl_https(port, "site.test", &crt, "/hello").code, Some(0));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(next(), "tls_host: stopped");
+    let mut child = child;
+    let deadline = Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "tls_host did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The tests' TLS client that is not rustls: tests/tls_client.py (Python's ssl module, that is
-//! OpenSSL), driven over its stdin and stdout. Shared by tests/tls.rs and tests/httpsrvd_cli.rs
+//! The tests' TLS clients that are not rustls: tests/tls_client.py (Python's ssl module, that
+//! is OpenSSL), driven over its stdin and stdout, and curl. Shared by tests/tls.rs and tests/httpsrvd_cli.rs
 //! (`#[path]`-included); every read is bounded by the script's own socket timeout.
 #![allow(dead_code)]
 
@@ -144,5 +144,34 @@ impl Drop for Client {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What curl did: its exit code and output.
+pub struct Curl {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `curl https://NAME:PORT/PATH` with NAME resolved to 127.0.0.1 and `ca` the only trusted
+/// certificate, so it succeeds only when the server sends that certificate for NAME.
+pub fn curl_https(port: u16, name: &str, ca: &Path, path: &str) -> Curl {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            ca.to_str().expect("a UTF-8 path"),
+        ])
+        .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
+        .arg(format!("https://{name}:{port}{path}"))
+        .output()
+        .expect("curl (scripts/setup.sh installs it)");
+    Curl {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
