@@ -587,20 +587,38 @@ fn parse_combined(line: &str) -> Option<LogLine> {
     })
 }
 
-/// Starts httpsrvd with `--access-log` (and `--stats /stats`, a route that answers 200), makes
-/// each request (target, Referer or none, expected status) on its own connection, then checks
-/// that the log has exactly one Combined Log Format line per request, in order.
-fn check_access_log(requests: &[(&str, Option<&str>, u16)]) {
-    let log = TempFile::new("access.log");
-    let path = log.0.to_str().expect("temp path is UTF-8").to_string();
-    let (_child, port) = start_server(&[
+/// httpsrvd with `--access-log PATH` and `--stats /stats` (a route that answers 200).
+fn start_with_access_log(path: &Path) -> (ChildGuard, u16) {
+    let path = path.to_str().expect("temp path is UTF-8");
+    start_server(&[
         "--set",
         "threads=1",
         "--stats",
         "/stats",
         "--access-log",
-        &path,
-    ]);
+        path,
+    ])
+}
+
+/// The text of the log at `path` once it has `n` lines or more, or as it is after TIMEOUT: a
+/// line is written when its response completes, so a test waits (bounded) for it.
+fn wait_lines(path: &Path, n: usize) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n || Instant::now() >= deadline {
+            return text;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts httpsrvd with `--access-log` (and `--stats /stats`, a route that answers 200), makes
+/// each request (target, Referer or none, expected status) on its own connection, then checks
+/// that the log has exactly one Combined Log Format line per request, in order.
+fn check_access_log(requests: &[(&str, Option<&str>, u16)]) {
+    let log = TempFile::new("access.log");
+    let (_child, port) = start_with_access_log(&log.0);
 
     let agent = "httpsrvd-cli-test/1.0 (access log)";
     let mut sizes = Vec::new();
@@ -614,15 +632,7 @@ fn check_access_log(requests: &[(&str, Option<&str>, u16)]) {
         sizes.push((response.body.len() as u64, response.raw_len as u64));
     }
 
-    // A line is written when its response completes; wait (bounded) for all of them.
-    let deadline = Instant::now() + TIMEOUT;
-    let text = loop {
-        let text = std::fs::read_to_string(&log.0).unwrap_or_default();
-        if text.lines().count() >= requests.len() || Instant::now() >= deadline {
-            break text;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let text = wait_lines(&log.0, requests.len());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines.len(),
@@ -852,35 +862,17 @@ fn sighup_reloads_certificates_and_keeps_established_connections() {
 fn sighup_reopens_the_access_log() {
     let log = TempFile::new("rotate.log");
     let rotated = TempFile::new("rotate.log.1");
-    let path = path_str(&log.0).to_string();
-    let (mut child, port) = start_server(&[
-        "--set",
-        "threads=1",
-        "--stats",
-        "/stats",
-        "--access-log",
-        &path,
-    ]);
+    let (mut child, port) = start_with_access_log(&log.0);
     let stderr = child.collect_stderr();
-    let lines_in = |p: &Path, n: usize| {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let text = std::fs::read_to_string(p).unwrap_or_default();
-            if text.lines().count() >= n || Instant::now() >= deadline {
-                return text;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    };
     assert_eq!(get(port, "/stats?before", "").status, 200);
-    assert!(lines_in(&log.0, 1).contains("/stats?before"));
+    assert!(wait_lines(&log.0, 1).contains("/stats?before"));
 
     // A rotator renames the file, then sends SIGHUP.
     std::fs::rename(&log.0, &rotated.0).expect("rename the access log");
     child.signal(libc::SIGHUP);
     wait_stderr(&stderr, "httpsrvd: SIGHUP: logs reopened", 1);
     assert_eq!(get(port, "/stats?after", "").status, 200);
-    let new = lines_in(&log.0, 1);
+    let new = wait_lines(&log.0, 1);
     assert_eq!(new.lines().count(), 1, "{new}");
     assert!(new.contains("GET /stats?after HTTP/1.1"), "{new}");
     let old = std::fs::read_to_string(&rotated.0).expect("the rotated file");
@@ -891,7 +883,7 @@ fn sighup_reopens_the_access_log() {
     child.signal(libc::SIGHUP);
     wait_stderr(&stderr, "httpsrvd: SIGHUP: logs reopened", 2);
     assert_eq!(get(port, "/stats?again", "").status, 200);
-    let new = lines_in(&log.0, 2);
+    let new = wait_lines(&log.0, 2);
     assert_eq!(new.lines().count(), 2, "{new}");
     assert!(!text_of(&stderr).contains("not reopened"));
     child.stop(&stderr);
