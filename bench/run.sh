@@ -46,17 +46,7 @@ ROOT=$(dirname "$BENCH")
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
-QUICK=0
-for arg in "$@"; do
-    case $arg in
-    --quick) QUICK=1 ;;
-    -h | --help)
-        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument: $arg (try --help)" ;;
-    esac
-done
+bench_args "$@"
 
 if [[ $QUICK == 1 ]]; then
     : "${ROUNDS:=1}" "${DURATION:=1}" "${WARMUP:=0}" "${IDLE_CONNS:=500}"
@@ -96,17 +86,7 @@ nsrv=$(wc -w <<<"$SERVERS")
 # BEFORE: one more cargo build, idle measured ROUNDS times, two more latency runs per round
 nbefore=0
 [[ -n $BEFORE ]] && nbefore=1
-TIME_LIMIT=${TIME_LIMIT:-$((1500 + nbefore * (1200 + ROUNDS * (nsrv * 60 + 2 * (LAT_SECONDS + 15))) + nwl * nsrv * (ROUNDS * (DURATION + 6) + WARMUP + 10) + ROUNDS * 2 * (LAT_SECONDS + 15)))}
-(
-    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
-    sleep "$TIME_LIMIT" &
-    sleeper=$!
-    wait "$sleeper"
-    log "bench/run.sh: time limit of ${TIME_LIMIT}s reached, stopping"
-    kill -TERM $$
-) 2>/dev/null &
-WATCHDOG=$!
-STARTED_PIDS+=("$WATCHDOG")
+start_watchdog "${TIME_LIMIT:-$((1500 + nbefore * (1200 + ROUNDS * (nsrv * 60 + 2 * (LAT_SECONDS + 15))) + nwl * nsrv * (ROUNDS * (DURATION + 6) + WARMUP + 10) + ROUNDS * 2 * (LAT_SECONDS + 15)))}"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if (($(ulimit -n) < IDLE_CONNS + 100)); then
@@ -181,21 +161,6 @@ verify() {
         grep -qi '^content-encoding: gzip' "$WORK/got.head" || die "$s: /$route was not gzipped"
     fi
     printf '%s\t%s\t%s\n' "$w" "$s" "$sizes" >>"$WORK/wire.tsv"
-}
-
-# The CPU time of this shell's finished children, written by the `times` builtin (no
-# subshell, so it sees this shell's children): around a wrk run, the difference is wrk's.
-children_times() {
-    times >"$1"
-}
-
-# Milliseconds of children CPU (user + sys) in a file written by children_times.
-children_ms() {
-    awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60000 + p[2] * 1000 }
-        printf "%d\n", t
-    }' "$1"
 }
 
 # One wrk run; appends "workload server round requests seconds cpu_ticks errors kernel_ticks
