@@ -70,6 +70,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 install_deps nghttp2-client openssl
 build_all
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg), $(cpu_busy_pct) of both CPUs busy before we started"
+# The 1-minute load average every 5 s while we run (ours counts too: a server and a client).
+(while sleep 5; do cut -d' ' -f1 /proc/loadavg; done) >"$WORK/load.txt" 2>/dev/null &
+STARTED_PIDS+=("$!")
 
 # The certificate, made for this run only.
 mkdir -p "$WORK/tls"
@@ -240,6 +243,8 @@ echo
 machine_facts
 echo "- h2load: $(h2load --version | awk '{print $2}'), OpenSSL $(openssl version | awk '{print $2}') (h2load, idle_conns, openssl s_client)"
 echo "- other users of the machine: load average $LOAD_START; at the end $(cut -d' ' -f1-3 /proc/loadavg), $(cpu_busy_pct) busy after we stopped"
+awk '{ v[++n] = $1 } END { if (!n) exit; for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+    printf "- load average (1 min) during the run, every 5 s: min %s, median %s, max %s (%d samples; our server and client add up to 2)\n", v[1], v[int((n + 1) / 2)], v[n], n }' "$WORK/load.txt"
 echo "- server CPU: $SERVER_CPUS, client CPU: $CLIENT_CPUS; certificate ECDSA P-256 (made at run time), client offers only $TLS13_SUITE and $TLS_GROUP, no resumption"
 [[ -s $WORK/facts.txt ]] && cat "$WORK/facts.txt"
 
