@@ -420,6 +420,59 @@ rss_kib() {
     echo "$total"
 }
 
+# start_server SERVER TAG: start_SERVER, its PID and port kept in PIDS and PORTS.
+declare -A PIDS PORTS
+start_server() {
+    local s=$1 tag=$2
+    "start_$s" "$tag"
+    PIDS[$s]=$SRV_PID
+    PORTS[$s]=$SRV_PORT
+}
+stop_server() {
+    stop_pid "${PIDS[$1]}"
+}
+
+# idle_one SERVER TRY ROUND [tls SUITE GROUP]: one idle measurement on a fresh server: one
+# request, then IDLE_CONNS connections from bench/idle_conns.c (on CLIENT_CPUS), each with one
+# request, held idle; VmRSS before and after. With tls, the connections speak TLS (the server
+# must listen with TLS). Appends "server connections before after open round" to
+# $WORK/idle.tsv; returns non-zero when the client could not get its connections answered.
+idle_one() {
+    local s=$1 try=$2 round=$3 pids before after out client open i scheme=http
+    shift 3
+    [[ ${1:-} == tls ]] && scheme=https
+    start_server "$s" "idle$round.$try"
+    pids=$(measure_pids "$s" "${PIDS[$s]}")
+    # one request first, so that lazily built state (lua VM, buffers) is in "before"
+    curl -sk --max-time 5 -o /dev/null "$scheme://127.0.0.1:${PORTS[$s]}/hello"
+    sleep 0.5
+    # shellcheck disable=SC2086
+    before=$(rss_kib $pids)
+    out="$WORK/idle.$s.$round.$try.txt"
+    taskset -c "$CLIENT_CPUS" timeout 100 "$WORK/bin/idle_conns" "${PORTS[$s]}" "$IDLE_CONNS" 4 \
+        /hello "$@" >"$out" 2>&1 &
+    client=$!
+    STARTED_PIDS+=("$client")
+    for ((i = 0; i < 900; i++)); do
+        grep -qs '^ready\|^failed' "$out" && break
+        sleep 0.1
+    done
+    if ! grep -qs '^ready' "$out"; then
+        log "  $s: idle connections failed: $(cat "$out")"
+        wait "$client" 2>/dev/null || true
+        stop_server "$s"
+        return 1
+    fi
+    sleep 1
+    # shellcheck disable=SC2086
+    after=$(rss_kib $pids)
+    wait "$client" || die "$s: idle client failed: $(cat "$out")"
+    open=$(awk '/^open/ {print $2}' "$out")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$IDLE_CONNS" "$before" "$after" "$open" "$round" >>"$WORK/idle.tsv"
+    log "  $s: RSS $before KiB -> $after KiB with $IDLE_CONNS $scheme connections ($open still open at the end)"
+    stop_server "$s"
+}
+
 stop_pid() {
     local pid=$1 i
     kill -TERM "$pid" 2>/dev/null || return 0

@@ -74,6 +74,7 @@ if [[ $THREADS == 1 ]]; then
 else
     SERVER_CPUS=0-$((THREADS - 1)) WRK_CPUS=0-$((THREADS - 1)) WRK_THREADS=$THREADS WRK_NCPUS=$THREADS
 fi
+CLIENT_CPUS=$WRK_CPUS # idle_one's client
 CLK_TCK=$(getconf CLK_TCK)
 
 WORK=$(mktemp -d /tmp/httpsrv-bench.XXXXXX)
@@ -192,17 +193,6 @@ measure() {
         'BEGIN {printf "  %-10s %-8s round %d: %9.0f req/s %8.2f us CPU/req (kernel %.2f), wrk busy %.0f%%%s\n", w, s, n, r / t, c * 1e6 / hz / r, k * 1e6 / hz / r, wm / 10 / t / wc, (e > 0 ? "  (" e " errors)" : "")}' >&2
 }
 
-declare -A PIDS PORTS
-start_server() {
-    local s=$1 tag=$2
-    "start_$s" "$tag"
-    PIDS[$s]=$SRV_PID
-    PORTS[$s]=$SRV_PORT
-}
-stop_server() {
-    stop_pid "${PIDS[$1]}"
-}
-
 : >"$WORK/rounds.tsv"
 : >"$WORK/wire.tsv"
 : >"$WORK/idle.tsv"
@@ -246,41 +236,6 @@ if ((${#throughput[@]} > 0)); then
 fi
 
 # ---- idle keep-alive connections: resident memory per connection -----------------------
-# One idle measurement on a fresh server; returns non-zero when the client could not get
-# its connections answered.
-idle_one() {
-    local s=$1 try=$2 round=${3:-1} pids before after out client open i
-    start_server "$s" "idle$round.$try"
-    pids=$(measure_pids "$s" "${PIDS[$s]}")
-    # one request first, so that lazily built state (lua VM, buffers) is in "before"
-    curl -s --max-time 5 -o /dev/null "http://127.0.0.1:${PORTS[$s]}/hello"
-    sleep 0.5
-    # shellcheck disable=SC2086
-    before=$(rss_kib $pids)
-    out="$WORK/idle.$s.$round.$try.txt"
-    taskset -c "$WRK_CPUS" timeout 60 "$WORK/bin/idle_conns" "${PORTS[$s]}" "$IDLE_CONNS" 4 >"$out" 2>&1 &
-    client=$!
-    STARTED_PIDS+=("$client")
-    for ((i = 0; i < 400; i++)); do
-        grep -qs '^ready\|^failed' "$out" && break
-        sleep 0.1
-    done
-    if ! grep -qs '^ready' "$out"; then
-        log "  $s: idle connections failed: $(cat "$out")"
-        wait "$client" 2>/dev/null || true
-        stop_server "$s"
-        return 1
-    fi
-    sleep 1
-    # shellcheck disable=SC2086
-    after=$(rss_kib $pids)
-    wait "$client" || die "$s: idle client failed: $(cat "$out")"
-    open=$(awk '/^open/ {print $2}' "$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$IDLE_CONNS" "$before" "$after" "$open" "$round" >>"$WORK/idle.tsv"
-    log "  $s: RSS $before KiB -> $after KiB with $IDLE_CONNS connections ($open still open at the end)"
-    stop_server "$s"
-}
-
 # One measurement per server; ROUNDS of them, the order rotating, when "before" takes part
 # (the before/after comparison wants per-round pairs).
 IDLE_ROUNDS=1

@@ -85,13 +85,6 @@ chmod 644 "$KEY" # nginx's workers run as another user
 HTTPSRVD_LISTEN=(--tls "127.0.0.1:0=$CERT:$KEY" --set tls_session_resumption=off)
 NGINX_TLS="$CERT $KEY"
 
-declare -A PIDS PORTS
-start_server() {
-    "start_$1" "$2"
-    PIDS[$1]=$SRV_PID
-    PORTS[$1]=$SRV_PORT
-}
-
 # Checks a server's bodies and what its handshake is made of; a line per server goes to
 # $WORK/facts.txt.
 verify() {
@@ -156,36 +149,6 @@ measure() {
         'BEGIN {printf "  %-9s %-7s round %d: %8.0f req/s %9.2f us CPU/req (kernel %.2f), client busy %.0f%%%s\n", w, s, n, r / t, c * 1e6 / hz / r, k * 1e6 / hz / r, cm / 10 / t, (e > 0 ? "  (" e " errors)" : "")}' >&2
 }
 
-# One idle measurement on a fresh server.
-idle_one() {
-    local s=$1 round=$2 pids before after out client open i
-    start_server "$s" "idle$round"
-    pids=$(measure_pids "$s" "${PIDS[$s]}")
-    # one request first, so that lazily built state is in "before"
-    curl -sk --max-time 5 -o /dev/null "https://127.0.0.1:${PORTS[$s]}/hello"
-    sleep 0.5
-    # shellcheck disable=SC2086
-    before=$(rss_kib $pids)
-    out="$WORK/idle.$s.$round.txt"
-    taskset -c "$CLIENT_CPUS" timeout 100 "$WORK/bin/idle_conns" "${PORTS[$s]}" "$IDLE_CONNS" 4 \
-        /hello tls "$TLS13_SUITE" "$TLS_GROUP" >"$out" 2>&1 &
-    client=$!
-    STARTED_PIDS+=("$client")
-    for ((i = 0; i < 900; i++)); do
-        grep -qs '^ready\|^failed' "$out" && break
-        sleep 0.1
-    done
-    grep -qs '^ready' "$out" || die "$s: idle TLS connections failed: $(cat "$out")"
-    sleep 1
-    # shellcheck disable=SC2086
-    after=$(rss_kib $pids)
-    wait "$client" || die "$s: idle client failed: $(cat "$out")"
-    open=$(awk '/^open/ {print $2}' "$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$IDLE_CONNS" "$before" "$after" "$open" "$round" >>"$WORK/idle.tsv"
-    log "  idle      $s round $round: RSS $before KiB -> $after KiB with $IDLE_CONNS TLS connections ($open still open at the end; $(awk '/^ready/ {print $3}' "$out"))"
-    stop_pid "${PIDS[$s]}"
-}
-
 : >"$WORK/rounds.tsv"
 : >"$WORK/idle.tsv"
 : >"$WORK/facts.txt"
@@ -213,7 +176,7 @@ if ((${#throughput[@]} > 0)); then
         done
     done
     for s in "${srvs[@]}"; do
-        stop_pid "${PIDS[$s]}"
+        stop_server "$s"
     done
 fi
 
@@ -222,7 +185,8 @@ if [[ " $WORKLOADS " == *" idle "* ]]; then
     for ((r = 1; r <= IDLE_ROUNDS; r++)); do
         n=${#srvs[@]}
         for ((i = 0; i < n; i++)); do
-            idle_one "${srvs[$(((i + r - 1) % n))]}" "$r"
+            s=${srvs[$(((i + r - 1) % n))]}
+            idle_one "$s" 1 "$r" tls "$TLS13_SUITE" "$TLS_GROUP" || die "$s: idle TLS connections failed"
         done
     done
 fi
