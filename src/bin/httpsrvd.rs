@@ -47,8 +47,8 @@ Flags (a value may also be given as --flag=VALUE):
                         PKCS#8, PKCS#1 or SEC1); split at the first '=' and the first ':'
                         after it; repeatable; the first one's certificate is the default
   --cert CERT:KEY       one more certificate for every TLS listener, chosen by the client's
-                        SNI name against its subject alternative names; repeatable; needs a
-                        --tls listener
+                        SNI name against its subject alternative names; split at the first
+                        ':'; repeatable; needs a --tls listener
   --module PATH[=ARGS]  load a module (a shared object exporting httpsrv_module_init) and pass
                         it ARGS (text after the first '='); a PATH without '/' is relative to
                         the current directory; repeatable, loaded in order
