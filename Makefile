@@ -1,7 +1,8 @@
 # httpsrv: build, install and try the library with make.
 #
 #   make                          cargo build --release (library, header, httpsrvd)
-#   make examples                 the example modules in c_examples/build/*.so
+#   make examples                 the example modules in c_examples/build/*.so and the example
+#                                 program c_examples/build/tls_host (links libhttpsrv.a)
 #   make demo [DEMO_ARGS=...]     build everything and serve the demo (scripts/demo.sh)
 #   make test                     every test (scripts/test.sh)
 #   sudo make install             into /usr/local (PREFIX=..., DESTDIR=... for staging)
@@ -62,8 +63,8 @@ build:
 		     "user who has Rust first, then make install" >&2; exit 1; \
 	fi
 
-examples:
-	$(MAKE) -C c_examples
+examples: build
+	$(MAKE) -C c_examples HTTPSRV_LIBDIR=$(abspath $(RELEASE))
 
 demo:
 	scripts/demo.sh $(DEMO_ARGS)

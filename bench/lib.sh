@@ -6,18 +6,66 @@
 # Every process started through start_* is recorded here and killed by cleanup.
 STARTED_PIDS=()
 
+# bench_args "$@": the scripts' arguments. --quick sets QUICK=1; --help prints the script's
+# header comment (up to `set -euo`) and exits.
+QUICK=0
+bench_args() {
+    local arg
+    for arg in "$@"; do
+        case $arg in
+        --quick) QUICK=1 ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+            exit 0
+            ;;
+        *) die "unknown argument: $arg (try --help)" ;;
+        esac
+    done
+}
+
+# start_watchdog SECONDS: bounds the whole run; past SECONDS the script gets SIGTERM (and its
+# cleanup runs). The watchdog is killed by cleanup.
+start_watchdog() {
+    local limit=$1
+    (
+        trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+        sleep "$limit" &
+        sleeper=$!
+        wait "$sleeper"
+        log "$(basename "$0"): time limit of ${limit}s reached, stopping"
+        kill -TERM $$
+    ) 2>/dev/null &
+    STARTED_PIDS+=("$!")
+}
+
+# The CPU time of this shell's finished children, written by the `times` builtin (no
+# subshell, so it sees this shell's children): around a wrk run, the difference is wrk's.
+children_times() {
+    times >"$1"
+}
+
+# Milliseconds of children CPU (user + sys) in a file written by children_times.
+children_ms() {
+    awk 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60000 + p[2] * 1000 }
+        printf "%d\n", t
+    }' "$1"
+}
+
+
 log() { printf '%s\n' "$*" >&2; }
 die() {
     log "error: $*"
     exit 1
 }
 
-# Installs what the benchmark needs from Debian's packages; apt-get update once, and only
-# when something is missing.
+# Installs what the benchmark needs from Debian's packages, and the packages given as
+# arguments; apt-get update once, and only when something is missing.
 install_deps() {
     local need=() pkg
     for pkg in nginx libnginx-mod-http-lua libmicrohttpd-dev wrk gcc pkg-config curl \
-        iproute2 valgrind strace gzip; do
+        iproute2 valgrind strace gzip libssl-dev "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
             need+=("$pkg")
     done
@@ -63,7 +111,7 @@ build_all() {
     gcc "${CFLAGS_BENCH[@]}" -pthread -o "$b/mhd_server" "$BENCH/mhd_server.c" \
         $(pkg-config --cflags --libs libmicrohttpd)
     gcc "${CFLAGS_BENCH[@]}" -pthread -o "$b/floor" "$BENCH/floor.c"
-    gcc "${CFLAGS_BENCH[@]}" -o "$b/idle_conns" "$BENCH/idle_conns.c"
+    gcc "${CFLAGS_BENCH[@]}" -o "$b/idle_conns" "$BENCH/idle_conns.c" -lssl -lcrypto
     gcc "${CFLAGS_BENCH[@]}" -o "$b/flush_latency" "$BENCH/flush_latency.c"
     "$b/corpus" "$WORK/corpus"
     chmod 755 "$WORK" "$WORK/corpus"
@@ -132,12 +180,12 @@ free_port() {
     die "no free port found"
 }
 
-# Waits (bounded) until a line matching "listening on http://127.0.0.1:PORT/" is in FILE;
-# prints PORT.
+# Waits (bounded) until a line matching "listening on http://127.0.0.1:PORT/" (or https://)
+# is in FILE; prints PORT.
 wait_port() {
     local file=$1 pid=$2 i port
     for ((i = 0; i < 100; i++)); do
-        port=$(grep -o 'http://127\.0\.0\.1:[0-9]*/' "$file" 2>/dev/null | head -1 | grep -o '[0-9]*/$' | tr -d /) || true
+        port=$(grep -o 'https\{0,1\}://127\.0\.0\.1:[0-9]*/' "$file" 2>/dev/null | head -1 | grep -o '[0-9]*/$' | tr -d /) || true
         if [[ -n $port ]]; then
             echo "$port"
             return 0
@@ -149,11 +197,11 @@ wait_port() {
     die "server $pid did not report its port"
 }
 
-# Waits (bounded) until 127.0.0.1:PORT accepts connections.
+# Waits (bounded) until 127.0.0.1:PORT accepts connections (SCHEME http or https, unchecked).
 wait_listen() {
-    local port=$1 i
+    local port=$1 scheme=${2:-http} i
     for ((i = 0; i < 100; i++)); do
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && return 0
+        curl -sk -o /dev/null --max-time 1 "$scheme://127.0.0.1:$port/" && return 0
         sleep 0.1
     done
     die "nothing answers on port $port"
@@ -172,12 +220,15 @@ start_before() {
     start_httpsrvd before "$WORK/bin/httpsrvd-before" "$@"
 }
 
+# How httpsrvd listens: bench/tls.sh sets a --tls listener and its options instead.
+HTTPSRVD_LISTEN=(--listen 127.0.0.1:0)
+
 # start_httpsrvd NAME BINARY TAG [WRAPPER...]
 start_httpsrvd() {
     local bin=$2 out="$WORK/$1.$3.log" wrapper=()
     shift 3
     wrapper=("$@")
-    taskset -c "$SERVER_CPUS" "${wrapper[@]}" "$bin" --listen 127.0.0.1:0 \
+    taskset -c "$SERVER_CPUS" "${wrapper[@]}" "$bin" "${HTTPSRVD_LISTEN[@]}" \
         --module "$WORK/bin/bench_module.so=$WORK/corpus" \
         --set "threads=$THREADS" --set keepalive_requests=100000000 \
         --set max_connections=20000 --grace-ms 200 >"$out" 2>&1 &
@@ -202,10 +253,30 @@ start_floor() {
     SRV_PORT=$(wait_port "$out" "$SRV_PID")
 }
 
+# With NGINX_TLS="CERT KEY" (bench/tls.sh), nginx listens with ssl on that certificate, with
+# TLS 1.2 and 1.3 (as httpsrv's default), the TLS 1.3 suite TLS13_SUITE and the group
+# TLS_GROUP only, and no session cache and no tickets (as httpsrv with
+# tls_session_resumption=off).
+NGINX_TLS=
+TLS13_SUITE=${TLS13_SUITE:-TLS_AES_128_GCM_SHA256}
+TLS_GROUP=${TLS_GROUP:-X25519}
+
 # nginx 1.22 + lua: the same bodies as bench_module.c, read from the same corpus files at
 # init (in the master, before the workers fork).
 write_nginx_conf() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 listen="listen 127.0.0.1:$2;" ssl=""
+    if [[ -n $NGINX_TLS ]]; then
+        local cert key
+        read -r cert key <<<"$NGINX_TLS"
+        listen="listen 127.0.0.1:$port ssl;"
+        ssl="ssl_certificate $cert;
+        ssl_certificate_key $key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_conf_command Ciphersuites $TLS13_SUITE;
+        ssl_ecdh_curve $TLS_GROUP;
+        ssl_session_cache off;
+        ssl_session_tickets off;"
+    fi
     mkdir -p "$dir/tmp"
     cat >"$dir/nginx.conf" <<EOF
 # generated by bench/lib.sh
@@ -255,7 +326,8 @@ http {
     }
 
     server {
-        listen 127.0.0.1:$port;
+        $listen
+        $ssl
 
         location = /hello {
             default_type text/plain;
@@ -307,7 +379,7 @@ start_nginx() {
         >"$dir/stdout.log" 2>&1 &
     SRV_PID=$!
     STARTED_PIDS+=("$SRV_PID")
-    wait_listen "$SRV_PORT"
+    wait_listen "$SRV_PORT" "$([[ -n $NGINX_TLS ]] && echo https || echo http)"
     local i
     for ((i = 0; i < 50; i++)); do
         [[ $(measure_pids nginx "$SRV_PID" | wc -w) -ge $THREADS ]] && return 0
@@ -346,6 +418,59 @@ rss_kib() {
         total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")))
     done
     echo "$total"
+}
+
+# start_server SERVER TAG: start_SERVER, its PID and port kept in PIDS and PORTS.
+declare -A PIDS PORTS
+start_server() {
+    local s=$1 tag=$2
+    "start_$s" "$tag"
+    PIDS[$s]=$SRV_PID
+    PORTS[$s]=$SRV_PORT
+}
+stop_server() {
+    stop_pid "${PIDS[$1]}"
+}
+
+# idle_one SERVER TRY ROUND [tls SUITE GROUP]: one idle measurement on a fresh server: one
+# request, then IDLE_CONNS connections from bench/idle_conns.c (on CLIENT_CPUS), each with one
+# request, held idle; VmRSS before and after. With tls, the connections speak TLS (the server
+# must listen with TLS). Appends "server connections before after open round" to
+# $WORK/idle.tsv; returns non-zero when the client could not get its connections answered.
+idle_one() {
+    local s=$1 try=$2 round=$3 pids before after out client open i scheme=http
+    shift 3
+    [[ ${1:-} == tls ]] && scheme=https
+    start_server "$s" "idle$round.$try"
+    pids=$(measure_pids "$s" "${PIDS[$s]}")
+    # one request first, so that lazily built state (lua VM, buffers) is in "before"
+    curl -sk --max-time 5 -o /dev/null "$scheme://127.0.0.1:${PORTS[$s]}/hello"
+    sleep 0.5
+    # shellcheck disable=SC2086
+    before=$(rss_kib $pids)
+    out="$WORK/idle.$s.$round.$try.txt"
+    taskset -c "$CLIENT_CPUS" timeout 100 "$WORK/bin/idle_conns" "${PORTS[$s]}" "$IDLE_CONNS" 4 \
+        /hello "$@" >"$out" 2>&1 &
+    client=$!
+    STARTED_PIDS+=("$client")
+    for ((i = 0; i < 900; i++)); do
+        grep -qs '^ready\|^failed' "$out" && break
+        sleep 0.1
+    done
+    if ! grep -qs '^ready' "$out"; then
+        log "  $s: idle connections failed: $(cat "$out")"
+        wait "$client" 2>/dev/null || true
+        stop_server "$s"
+        return 1
+    fi
+    sleep 1
+    # shellcheck disable=SC2086
+    after=$(rss_kib $pids)
+    wait "$client" || die "$s: idle client failed: $(cat "$out")"
+    open=$(awk '/^open/ {print $2}' "$out")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$IDLE_CONNS" "$before" "$after" "$open" "$round" >>"$WORK/idle.tsv"
+    log "  $s: RSS $before KiB -> $after KiB with $IDLE_CONNS $scheme connections ($open still open at the end)"
+    stop_server "$s"
 }
 
 stop_pid() {

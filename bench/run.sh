@@ -46,17 +46,7 @@ ROOT=$(dirname "$BENCH")
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
-QUICK=0
-for arg in "$@"; do
-    case $arg in
-    --quick) QUICK=1 ;;
-    -h | --help)
-        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument: $arg (try --help)" ;;
-    esac
-done
+bench_args "$@"
 
 if [[ $QUICK == 1 ]]; then
     : "${ROUNDS:=1}" "${DURATION:=1}" "${WARMUP:=0}" "${IDLE_CONNS:=500}"
@@ -84,6 +74,7 @@ if [[ $THREADS == 1 ]]; then
 else
     SERVER_CPUS=0-$((THREADS - 1)) WRK_CPUS=0-$((THREADS - 1)) WRK_THREADS=$THREADS WRK_NCPUS=$THREADS
 fi
+CLIENT_CPUS=$WRK_CPUS # idle_one's client
 CLK_TCK=$(getconf CLK_TCK)
 
 WORK=$(mktemp -d /tmp/httpsrv-bench.XXXXXX)
@@ -96,17 +87,7 @@ nsrv=$(wc -w <<<"$SERVERS")
 # BEFORE: one more cargo build, idle measured ROUNDS times, two more latency runs per round
 nbefore=0
 [[ -n $BEFORE ]] && nbefore=1
-TIME_LIMIT=${TIME_LIMIT:-$((1500 + nbefore * (1200 + ROUNDS * (nsrv * 60 + 2 * (LAT_SECONDS + 15))) + nwl * nsrv * (ROUNDS * (DURATION + 6) + WARMUP + 10) + ROUNDS * 2 * (LAT_SECONDS + 15)))}
-(
-    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
-    sleep "$TIME_LIMIT" &
-    sleeper=$!
-    wait "$sleeper"
-    log "bench/run.sh: time limit of ${TIME_LIMIT}s reached, stopping"
-    kill -TERM $$
-) 2>/dev/null &
-WATCHDOG=$!
-STARTED_PIDS+=("$WATCHDOG")
+start_watchdog "${TIME_LIMIT:-$((1500 + nbefore * (1200 + ROUNDS * (nsrv * 60 + 2 * (LAT_SECONDS + 15))) + nwl * nsrv * (ROUNDS * (DURATION + 6) + WARMUP + 10) + ROUNDS * 2 * (LAT_SECONDS + 15)))}"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if (($(ulimit -n) < IDLE_CONNS + 100)); then
@@ -183,21 +164,6 @@ verify() {
     printf '%s\t%s\t%s\n' "$w" "$s" "$sizes" >>"$WORK/wire.tsv"
 }
 
-# The CPU time of this shell's finished children, written by the `times` builtin (no
-# subshell, so it sees this shell's children): around a wrk run, the difference is wrk's.
-children_times() {
-    times >"$1"
-}
-
-# Milliseconds of children CPU (user + sys) in a file written by children_times.
-children_ms() {
-    awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60000 + p[2] * 1000 }
-        printf "%d\n", t
-    }' "$1"
-}
-
 # One wrk run; appends "workload server round requests seconds cpu_ticks errors kernel_ticks
 # wrk_cpu_ms" to $WORK/rounds.tsv (cpu_ticks: user + kernel).
 measure() {
@@ -225,17 +191,6 @@ measure() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$round" "$reqs" "$secs" "$ticks" "$errors" "$kernel" "$wrk_ms" >>"$WORK/rounds.tsv"
     awk -v r="$reqs" -v t="$secs" -v c="$ticks" -v k="$kernel" -v hz="$CLK_TCK" -v w="$w" -v s="$s" -v n="$round" -v e="$errors" -v wm="$wrk_ms" -v wc="$WRK_NCPUS" \
         'BEGIN {printf "  %-10s %-8s round %d: %9.0f req/s %8.2f us CPU/req (kernel %.2f), wrk busy %.0f%%%s\n", w, s, n, r / t, c * 1e6 / hz / r, k * 1e6 / hz / r, wm / 10 / t / wc, (e > 0 ? "  (" e " errors)" : "")}' >&2
-}
-
-declare -A PIDS PORTS
-start_server() {
-    local s=$1 tag=$2
-    "start_$s" "$tag"
-    PIDS[$s]=$SRV_PID
-    PORTS[$s]=$SRV_PORT
-}
-stop_server() {
-    stop_pid "${PIDS[$1]}"
 }
 
 : >"$WORK/rounds.tsv"
@@ -281,41 +236,6 @@ if ((${#throughput[@]} > 0)); then
 fi
 
 # ---- idle keep-alive connections: resident memory per connection -----------------------
-# One idle measurement on a fresh server; returns non-zero when the client could not get
-# its connections answered.
-idle_one() {
-    local s=$1 try=$2 round=${3:-1} pids before after out client open i
-    start_server "$s" "idle$round.$try"
-    pids=$(measure_pids "$s" "${PIDS[$s]}")
-    # one request first, so that lazily built state (lua VM, buffers) is in "before"
-    curl -s --max-time 5 -o /dev/null "http://127.0.0.1:${PORTS[$s]}/hello"
-    sleep 0.5
-    # shellcheck disable=SC2086
-    before=$(rss_kib $pids)
-    out="$WORK/idle.$s.$round.$try.txt"
-    taskset -c "$WRK_CPUS" timeout 60 "$WORK/bin/idle_conns" "${PORTS[$s]}" "$IDLE_CONNS" 4 >"$out" 2>&1 &
-    client=$!
-    STARTED_PIDS+=("$client")
-    for ((i = 0; i < 400; i++)); do
-        grep -qs '^ready\|^failed' "$out" && break
-        sleep 0.1
-    done
-    if ! grep -qs '^ready' "$out"; then
-        log "  $s: idle connections failed: $(cat "$out")"
-        wait "$client" 2>/dev/null || true
-        stop_server "$s"
-        return 1
-    fi
-    sleep 1
-    # shellcheck disable=SC2086
-    after=$(rss_kib $pids)
-    wait "$client" || die "$s: idle client failed: $(cat "$out")"
-    open=$(awk '/^open/ {print $2}' "$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$IDLE_CONNS" "$before" "$after" "$open" "$round" >>"$WORK/idle.tsv"
-    log "  $s: RSS $before KiB -> $after KiB with $IDLE_CONNS connections ($open still open at the end)"
-    stop_server "$s"
-}
-
 # One measurement per server; ROUNDS of them, the order rotating, when "before" takes part
 # (the before/after comparison wants per-round pairs).
 IDLE_ROUNDS=1

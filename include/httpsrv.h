@@ -315,6 +315,19 @@ int httpsrv_server_add_certificate(httpsrv_server *srv,
 // `srv` is NULL or a live server.
 int httpsrv_server_reload_certificates(httpsrv_server *srv);
 
+// Opens the server's log files again at their paths, for log rotation: after a rotator
+// renamed the access log (option `access_log`), call this (a host does on SIGHUP) and the
+// lines of responses that finish from then on go to a new file at the configured path; every
+// line is written whole to one file or the other. Any thread, at any time; nothing to do
+// before start (start opens the file), without an access log, or when it is stderr (`-`).
+// Errors: `EINVAL` NULL server; the errno of opening the file (`EACCES`, `ENOENT` when its
+// directory is gone, ...): then the old file stays in use, and the error is also logged with
+// the path.
+//
+// # Safety
+// `srv` is NULL or a live server.
+int httpsrv_server_reopen_logs(httpsrv_server *srv);
+
 // The bound port of listener `index` (in the order of `httpsrv_server_listen` calls), or -1
 // for a NULL server or an index with no listener. Any thread.
 //

@@ -2,16 +2,16 @@
 # Installs what the tests need beyond Rust and gcc, when it is missing (Debian packages).
 set -euo pipefail
 
-# `scripts/setup.sh build` installs only what building the examples needs (the demo uses it).
+# `scripts/setup.sh build` installs only what building and serving the demo needs.
 need=()
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
+# The TLS tests and the demo make their certificates at run time with the openssl command.
+command -v openssl >/dev/null || need+=(openssl)
 if [ "${1:-all}" = build ]; then
   command -v cc >/dev/null || need+=(gcc)
 else
   command -v curl >/dev/null || need+=(curl)
-  # The TLS tests make their certificates at test time with the openssl command.
-  command -v openssl >/dev/null || need+=(openssl)
   command -v valgrind >/dev/null || need+=(valgrind)
   command -v python3 >/dev/null || need+=(python3)
   command -v pkg-config >/dev/null || need+=(pkg-config)

@@ -821,7 +821,7 @@ fn header_compiles_without_warnings() {
 
 #[test]
 fn c_examples_compile_and_load() {
-    let built = compile_examples();
+    let built = compile_examples().modules;
     if built.is_empty() {
         eprintln!("SKIP c_examples_compile_and_load: no c_examples/");
     }

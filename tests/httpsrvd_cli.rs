@@ -1,14 +1,23 @@
 //! Drives the `httpsrvd` binary: flags, exit codes, the listening line, one real request and a
-//! clean stop on SIGTERM. Every wait is bounded, and a guard kills the child if a test fails.
+//! clean stop on SIGTERM; TLS listeners and SNI certificates with curl and Python's ssl module
+//! as clients (certificates made at test time with the openssl command), and SIGHUP (reload
+//! the certificates, reopen the access log). Every wait is bounded, and a guard kills the child
+//! if a test fails.
 
 mod common;
+#[path = "../src/io/testcerts.rs"]
+mod testcerts;
+#[path = "common/tls_client.rs"]
+mod tls_client;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+use tls_client::{curl_https, fingerprint, Client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_httpsrvd");
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,6 +118,9 @@ fn help_lists_every_flag() {
             "--help",
             "--version",
             "README",
+            "--tls ADDR=CERT:KEY",
+            "--cert CERT:KEY",
+            "SIGHUP",
         ] {
             assert!(
                 out.stdout.contains(needle),
@@ -244,29 +256,47 @@ fn serves_and_stops_on_sigterm() {
 fn start_server(args: &[&str]) -> (ChildGuard, u16) {
     let mut all = vec!["--listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
-    let mut child = ChildGuard::spawn(&all);
+    let (child, ports) = start_listeners(&all, &["http"]);
+    (child, ports[0])
+}
+
+/// Starts httpsrvd with `args`, which bind listeners on 127.0.0.1 with these schemes in this
+/// order; returns it with the ports of its listening lines.
+fn start_listeners(args: &[&str], schemes: &[&str]) -> (ChildGuard, Vec<u16>) {
+    let mut child = ChildGuard::spawn(args);
     let stdout = child.0.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
+    let n = schemes.len();
     thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = match rx.recv_timeout(TIMEOUT) {
-        Ok(line) if !line.is_empty() => line,
-        _ => {
-            let _ = child.0.kill();
-            let _ = child.0.wait();
-            panic!("no listening line; stderr: {}", child.stderr())
+        let mut stdout = BufReader::new(stdout);
+        for _ in 0..n {
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            if tx.send(line).is_err() {
+                return;
+            }
         }
-    };
-    let port: u16 = line
-        .trim_end()
-        .strip_prefix("httpsrvd listening on http://127.0.0.1:")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected listening line {line:?}"));
-    (child, port)
+    });
+    let mut ports = Vec::new();
+    for scheme in schemes {
+        let line = match rx.recv_timeout(TIMEOUT) {
+            Ok(line) if !line.is_empty() => line,
+            _ => {
+                let _ = child.0.kill();
+                let _ = child.0.wait();
+                panic!("no listening line; stderr: {}", child.stderr())
+            }
+        };
+        let prefix = format!("httpsrvd listening on {scheme}://127.0.0.1:");
+        let port: u16 = line
+            .trim_end()
+            .strip_prefix(prefix.as_str())
+            .and_then(|rest| rest.strip_suffix('/'))
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected listening line {line:?}, wanted {prefix}"));
+        ports.push(port);
+    }
+    (child, ports)
 }
 
 /// One response read to the end of the connection (the request says `Connection: close`).
@@ -557,20 +587,38 @@ fn parse_combined(line: &str) -> Option<LogLine> {
     })
 }
 
-/// Starts httpsrvd with `--access-log` (and `--stats /stats`, a route that answers 200), makes
-/// each request (target, Referer or none, expected status) on its own connection, then checks
-/// that the log has exactly one Combined Log Format line per request, in order.
-fn check_access_log(requests: &[(&str, Option<&str>, u16)]) {
-    let log = TempFile::new("access.log");
-    let path = log.0.to_str().expect("temp path is UTF-8").to_string();
-    let (_child, port) = start_server(&[
+/// httpsrvd with `--access-log PATH` and `--stats /stats` (a route that answers 200).
+fn start_with_access_log(path: &Path) -> (ChildGuard, u16) {
+    let path = path.to_str().expect("temp path is UTF-8");
+    start_server(&[
         "--set",
         "threads=1",
         "--stats",
         "/stats",
         "--access-log",
-        &path,
-    ]);
+        path,
+    ])
+}
+
+/// The text of the log at `path` once it has `n` lines or more, or as it is after TIMEOUT: a
+/// line is written when its response completes, so a test waits (bounded) for it.
+fn wait_lines(path: &Path, n: usize) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n || Instant::now() >= deadline {
+            return text;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts httpsrvd with `--access-log` (and `--stats /stats`, a route that answers 200), makes
+/// each request (target, Referer or none, expected status) on its own connection, then checks
+/// that the log has exactly one Combined Log Format line per request, in order.
+fn check_access_log(requests: &[(&str, Option<&str>, u16)]) {
+    let log = TempFile::new("access.log");
+    let (_child, port) = start_with_access_log(&log.0);
 
     let agent = "httpsrvd-cli-test/1.0 (access log)";
     let mut sizes = Vec::new();
@@ -584,15 +632,7 @@ fn check_access_log(requests: &[(&str, Option<&str>, u16)]) {
         sizes.push((response.body.len() as u64, response.raw_len as u64));
     }
 
-    // A line is written when its response completes; wait (bounded) for all of them.
-    let deadline = Instant::now() + TIMEOUT;
-    let text = loop {
-        let text = std::fs::read_to_string(&log.0).unwrap_or_default();
-        if text.lines().count() >= requests.len() || Instant::now() >= deadline {
-            break text;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let text = wait_lines(&log.0, requests.len());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines.len(),
@@ -637,4 +677,273 @@ fn access_log_gets_a_line_for_answers_of_the_library() {
         ("/stats", None, 200),
         ("/y?a=b", Some("http://127.0.0.1/from"), 404),
     ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS and SIGHUP
+
+fn cert_dir(name: &str) -> PathBuf {
+    testcerts::dir_in(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        &format!("cli-{name}"),
+    )
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// `ADDR=CERT:KEY` for `--tls`.
+fn tls_arg(addr: &str, crt: &Path, key: &Path) -> String {
+    format!("{addr}={}:{}", path_str(crt), path_str(key))
+}
+
+impl ChildGuard {
+    /// Collects stderr on a thread from now on, so it can be read while the child runs.
+    fn collect_stderr(&mut self) -> Arc<Mutex<String>> {
+        let text = Arc::new(Mutex::new(String::new()));
+        if let Some(err) = self.0.stderr.take() {
+            let sink = text.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { return };
+                    let mut t = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    t.push_str(&line);
+                    t.push('\n');
+                }
+            });
+        }
+        text
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.0.id()).expect("pid");
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// SIGTERM, then a clean exit within 5 s.
+    fn stop(mut self, stderr: &Arc<Mutex<String>>) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "stderr: {}", text_of(stderr));
+    }
+}
+
+fn text_of(text: &Arc<Mutex<String>>) -> String {
+    text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Waits (bounded) until the collected stderr has `count` lines containing `needle`.
+fn wait_stderr(text: &Arc<Mutex<String>>, needle: &str, count: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let t = text_of(text);
+        if t.matches(needle).count() >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {count} x {needle:?} on stderr:\n{t}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tls_listener_serves_https_and_cert_adds_a_name_for_sni() {
+    let d = cert_dir("sni");
+    let (site_crt, site_key) = testcerts::make(&d, "site", testcerts::EC_SEC1, &["site.test"]);
+    let (other_crt, other_key) =
+        testcerts::make(&d, "other", testcerts::RSA_PKCS8, &["other.test"]);
+    let tls = tls_arg("127.0.0.1:0", &site_crt, &site_key);
+    let cert = format!("{}:{}", path_str(&other_crt), path_str(&other_key));
+    let (mut child, ports) = start_listeners(
+        &[
+            "--tls",
+            &tls,
+            "--listen",
+            "127.0.0.1:0",
+            "--cert",
+            &cert,
+            "--set",
+            "threads=1",
+            "--stats",
+            "/stats",
+        ],
+        &["https", "http"],
+    );
+    let stderr = child.collect_stderr();
+    let (https, http) = (ports[0], ports[1]);
+
+    // curl trusts only the listener's certificate, and gets it for its name.
+    let r = curl_https(https, "site.test", &site_crt, "/stats");
+    assert_eq!(r.code, Some(0), "{}{}", r.stderr, text_of(&stderr));
+    assert!(r.stdout.starts_with("{\"requests\":"), "{}", r.stdout);
+    // The --cert certificate for its own name (SNI), and not the listener's.
+    let r = curl_https(https, "other.test", &other_crt, "/stats");
+    assert_eq!(r.code, Some(0), "{}{}", r.stderr, text_of(&stderr));
+    let r = curl_https(https, "other.test", &site_crt, "/stats");
+    assert_ne!(
+        r.code,
+        Some(0),
+        "other.test was served site.test's certificate"
+    );
+    // An unknown name gets the first listener's certificate.
+    let c = Client::connect(https, Some("unknown.test"), None);
+    assert_eq!(c.field("cert"), fingerprint(&site_crt));
+    drop(c);
+    // The cleartext listener beside it.
+    assert_eq!(get(http, "/stats", "").status, 200);
+    child.stop(&stderr);
+}
+
+#[test]
+fn sighup_reloads_certificates_and_keeps_established_connections() {
+    let d = cert_dir("reload");
+    let (crt, key) = testcerts::make(&d, "r", testcerts::EC_SEC1, &["r.test"]);
+    let tls = tls_arg("127.0.0.1:0", &crt, &key);
+    let (mut child, ports) = start_listeners(
+        &["--tls", &tls, "--set", "threads=1", "--stats", "/stats"],
+        &["https"],
+    );
+    let stderr = child.collect_stderr();
+    let port = ports[0];
+    let old = fingerprint(&crt);
+    let mut kept = Client::connect(port, Some("r.test"), None);
+    assert_eq!(kept.field("cert"), old);
+    assert_eq!(kept.get("/stats").0, 200);
+
+    // New files at the same paths, then SIGHUP.
+    testcerts::make(&d, "r", testcerts::EC_SEC1, &["r.test"]);
+    let new = fingerprint(&crt);
+    assert_ne!(new, old);
+    child.signal(libc::SIGHUP);
+    wait_stderr(
+        &stderr,
+        "httpsrvd: SIGHUP: certificates reloaded, logs reopened",
+        1,
+    );
+    let fresh = Client::connect(port, Some("r.test"), None);
+    assert_eq!(
+        fresh.field("cert"),
+        new,
+        "a new handshake gets the new certificate"
+    );
+    drop(fresh);
+    let r = curl_https(port, "r.test", &crt, "/stats");
+    assert_eq!(r.code, Some(0), "{}{}", r.stderr, text_of(&stderr));
+    // The connection made before keeps its session and keeps working.
+    assert_eq!(kept.get("/stats").0, 200);
+
+    // A bad key file: the reload fails, is logged with the file's name, and changes nothing.
+    std::fs::write(&key, "not a key\n").expect("write the key file");
+    child.signal(libc::SIGHUP);
+    wait_stderr(
+        &stderr,
+        "certificates not reloaded, the old ones stay in use",
+        1,
+    );
+    let log = text_of(&stderr);
+    assert!(log.contains(path_str(&key)), "{log}");
+    assert!(
+        matches!(child.0.try_wait(), Ok(None)),
+        "httpsrvd exited: {log}"
+    );
+    let after = Client::connect(port, Some("r.test"), None);
+    assert_eq!(after.field("cert"), new, "the reloaded certificate stays");
+    drop(after);
+    assert_eq!(kept.get("/stats").0, 200);
+    drop(kept);
+    child.stop(&stderr);
+}
+
+#[test]
+fn sighup_reopens_the_access_log() {
+    let log = TempFile::new("rotate.log");
+    let rotated = TempFile::new("rotate.log.1");
+    let (mut child, port) = start_with_access_log(&log.0);
+    let stderr = child.collect_stderr();
+    assert_eq!(get(port, "/stats?before", "").status, 200);
+    assert!(wait_lines(&log.0, 1).contains("/stats?before"));
+
+    // A rotator renames the file, then sends SIGHUP.
+    std::fs::rename(&log.0, &rotated.0).expect("rename the access log");
+    child.signal(libc::SIGHUP);
+    wait_stderr(&stderr, "httpsrvd: SIGHUP: logs reopened", 1);
+    assert_eq!(get(port, "/stats?after", "").status, 200);
+    let new = wait_lines(&log.0, 1);
+    assert_eq!(new.lines().count(), 1, "{new}");
+    assert!(new.contains("GET /stats?after HTTP/1.1"), "{new}");
+    let old = std::fs::read_to_string(&rotated.0).expect("the rotated file");
+    assert_eq!(old.lines().count(), 1, "{old}");
+    assert!(old.contains("GET /stats?before HTTP/1.1"), "{old}");
+
+    // A second SIGHUP without a rotation: the same file goes on.
+    child.signal(libc::SIGHUP);
+    wait_stderr(&stderr, "httpsrvd: SIGHUP: logs reopened", 2);
+    assert_eq!(get(port, "/stats?again", "").status, 200);
+    let new = wait_lines(&log.0, 2);
+    assert_eq!(new.lines().count(), 2, "{new}");
+    assert!(!text_of(&stderr).contains("not reopened"));
+    child.stop(&stderr);
+}
+
+#[test]
+fn bad_tls_files_exit_4_and_name_the_file() {
+    let d = cert_dir("bad");
+    let (crt, key) = testcerts::make(&d, "good", testcerts::EC_SEC1, &["good.test"]);
+    let (_, other_key) = testcerts::make(&d, "other", testcerts::EC_SEC1, &["other.test"]);
+    let garbage = d.join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n").expect("write");
+    let missing = d.join("missing.crt");
+    let cases: [(Vec<String>, &Path, &str); 4] = [
+        (
+            vec!["--tls".into(), tls_arg("127.0.0.1:0", &missing, &key)],
+            &missing,
+            "No such file",
+        ),
+        (
+            vec!["--tls".into(), tls_arg("127.0.0.1:0", &garbage, &key)],
+            &garbage,
+            "unreadable PEM: no '-----END CERTIFICATE-----' line",
+        ),
+        (
+            vec!["--tls".into(), tls_arg("127.0.0.1:0", &crt, &other_key)],
+            &other_key,
+            "does not match",
+        ),
+        (
+            vec![
+                "--tls".into(),
+                tls_arg("127.0.0.1:0", &crt, &key),
+                "--cert".into(),
+                format!("{}:{}", path_str(&crt), path_str(&garbage)),
+            ],
+            &garbage,
+            "cannot add the certificate",
+        ),
+    ];
+    for (args, file, why) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args);
+        assert_eq!(out.code, Some(4), "{args:?}: stderr: {}", out.stderr);
+        assert!(
+            out.stderr.contains(path_str(file)),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(why), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+    }
+    // Malformed flags are usage errors.
+    for args in [
+        &["--tls", "127.0.0.1:0"][..],
+        &["--tls", "127.0.0.1:0=only-a-cert"],
+        &["--listen", "127.0.0.1:0", "--cert", "a.crt:a.key"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{args:?}: stderr: {}", out.stderr);
+        assert!(out.stderr.contains("--"), "{args:?}: {}", out.stderr);
+    }
 }

@@ -5,13 +5,16 @@
 mod common;
 #[path = "../src/io/testcerts.rs"]
 mod testcerts;
+#[path = "common/tls_client.rs"]
+mod tls_client;
 
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tls_client::{client_script, curl_https, fingerprint, json_field, Client};
 
 const T: Duration = Duration::from_secs(15);
 const ENOENT: i32 = 2;
@@ -25,143 +28,6 @@ const EBUSY: i32 = 16;
 
 fn cert_dir(name: &str) -> PathBuf {
     testcerts::dir_in(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
-}
-
-fn client_script() -> PathBuf {
-    paths().manifest.join("tests").join("tls_client.py")
-}
-
-fn json_field(line: &str, key: &str) -> Option<String> {
-    // The client writes flat JSON objects; a small reader for its string and number fields.
-    let pat = format!("\"{key}\": ");
-    let at = line.find(&pat)? + pat.len();
-    let rest = &line[at..];
-    if let Some(s) = rest.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = s.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' => return Some(out),
-                '\\' => match chars.next()? {
-                    'n' => out.push('\n'),
-                    'r' => out.push('\r'),
-                    't' => out.push('\t'),
-                    'u' => {
-                        let hex: String = chars.by_ref().take(4).collect();
-                        out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
-                    }
-                    c => out.push(c),
-                },
-                c => out.push(c),
-            }
-        }
-        None
-    } else {
-        Some(
-            rest.chars()
-                .take_while(|c| !matches!(c, ',' | '}'))
-                .collect::<String>()
-                .trim()
-                .to_string(),
-        )
-    }
-}
-
-fn fingerprint(cert: &Path) -> String {
-    let out = Command::new("python3")
-        .arg(client_script())
-        .args(["fingerprint", cert.to_str().unwrap()])
-        .output()
-        .expect("python3");
-    json_field(&String::from_utf8_lossy(&out.stdout), "fingerprint").expect("a fingerprint")
-}
-
-// ---------------------------------------------------------------------------------------------
-// the Python client
-
-struct Client {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    /// The "connected" line: version, cipher, alpn, cert.
-    hello: String,
-}
-
-impl Client {
-    fn connect(port: u16, sni: Option<&str>, version: Option<&str>) -> Client {
-        let mut cmd = Command::new("python3");
-        cmd.arg(client_script())
-            .args(["connect", &port.to_string()]);
-        if let Some(s) = sni {
-            cmd.args(["--sni", s]);
-        }
-        if let Some(v) = version {
-            cmd.args(["--tls", v]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut c = Client {
-            child,
-            stdin,
-            stdout,
-            hello: String::new(),
-        };
-        c.hello = c.line();
-        assert!(
-            c.hello.contains("\"connected\""),
-            "handshake failed: {}",
-            c.hello
-        );
-        c
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.stdout.read_line(&mut l).expect("client output");
-        l
-    }
-
-    fn field(&self, key: &str) -> String {
-        json_field(&self.hello, key).unwrap_or_default()
-    }
-
-    /// One request on the connection: (status, body, the response line).
-    fn get(&mut self, path: &str) -> (u16, String, String) {
-        writeln!(self.stdin, "GET {path}").unwrap();
-        let l = self.line();
-        let status = json_field(&l, "status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no response to {path}: {l}"));
-        (status, json_field(&l, "body").unwrap_or_default(), l)
-    }
-
-    /// Reads to the end: whether it ended with close_notify.
-    fn eof_clean(&mut self) -> bool {
-        writeln!(self.stdin, "EOF").unwrap();
-        let l = self.line();
-        assert!(l.contains("\"eof\""), "{l}");
-        l.contains("\"clean\": true")
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "QUIT");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn tls_lines(body: &str) -> std::collections::HashMap<String, String> {
@@ -270,19 +136,86 @@ fn every_key_type_over_tls12_and_tls13_with_sni_selection() {
 fn curl_verifies_the_certificate_and_gets_a_response() {
     let d = cert_dir("curl");
     let (srv, port, crt, _) = tls_host(&d, &["curl.test"], HostBuilder::new());
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "15", "--cacert", crt.to_str().unwrap()])
-        .args(["--resolve", &format!("curl.test:{port}:127.0.0.1")])
-        .arg(format!("https://curl.test:{port}/t/hello"))
-        .output()
-        .expect("curl");
+    let out = curl_https(port, "curl.test", &crt, "/t/hello");
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, srv.diagnostics());
+    assert_eq!(out.stdout, "Hello, world\n");
+}
+
+/// Kills and reaps a child when dropped, so a failed assertion leaves nothing running.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tls_host_example_serves_https_reloads_on_sighup_and_stops() {
+    let built = compile_examples();
+    let (_, exe) = built
+        .programs
+        .iter()
+        .find(|(src, _)| src.ends_with("tls_host.c"))
+        .expect("c_examples/tls_host.c is built as a program");
+    let d = cert_dir("tls_host");
+    let (crt, key) = testcerts::make(&d, "site", testcerts::EC_SEC1, &["site.test"]);
+    let (crt2, key2) = testcerts::make(&d, "other", testcerts::ED25519, &["other.test"]);
+    let mut child = Command::new(exe)
+        .arg("127.0.0.1:0")
+        .args([&crt, &key, &crt2, &key2])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tls_host");
+    let stdout = child.stdout.take().expect("stdout");
+    let child = Reap(child);
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || lines.recv_timeout(T).expect("a line from tls_host");
+    let line = next();
+    let port: u16 = line
+        .strip_prefix("tls_host listening on 127.0.0.1:0, port ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    let r = curl_https(port, "site.test", &crt, "/hello");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        srv.diagnostics()
+        r.stdout.starts_with("Hello over TLSv1.3 (TLS_")
+            && r.stdout.ends_with(", name site.test\n"),
+        "{}",
+        r.stdout
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world\n");
+    // The second pair, chosen by SNI.
+    let r = curl_https(port, "other.test", &crt2, "/hello");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.ends_with(", name other.test\n"), "{}", r.stdout);
+    let pid = child.0.id() as libc::pid_t;
+    // SAFETY: plain kill(2) on our own child, not reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    assert_eq!(next(), "tls_host: certificates reloaded");
+    assert_eq!(curl_https(port, "site.test", &crt, "/hello").code, Some(0));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(next(), "tls_host: stopped");
+    let mut child = child;
+    let deadline = Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "tls_host did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! `httpsrvd`: the host program. It drives the library through its C API exactly as a C host
-//! would: create a server, apply options, bind listeners, load modules, start, then wait for
-//! SIGINT or SIGTERM and stop gracefully.
+//! would: create a server, apply options, bind listeners (cleartext and TLS), add certificates,
+//! load modules, start, then wait for signals: SIGHUP reloads the certificates and reopens the
+//! access log, SIGINT or SIGTERM stop gracefully.
 //!
 //! Exit codes: 0 clean stop, 1 other runtime failure, 2 bad usage, 3 rejected option,
-//! 4 listen failure, 5 module load failure.
+//! 4 listen failure (an address, or a certificate or key that cannot be loaded), 5 module load
+//! failure.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -15,10 +17,11 @@ use std::process::ExitCode;
 use std::ptr;
 
 use httpsrv::{
-    httpsrv_server, httpsrv_server_free, httpsrv_server_listen, httpsrv_server_load_module,
-    httpsrv_server_new, httpsrv_server_port, httpsrv_server_route, httpsrv_server_set,
-    httpsrv_server_start, httpsrv_server_stop, httpsrv_stats_handler, httpsrv_strerror,
-    httpsrv_version,
+    httpsrv_server, httpsrv_server_add_certificate, httpsrv_server_free, httpsrv_server_listen,
+    httpsrv_server_listen_tls, httpsrv_server_load_module, httpsrv_server_new, httpsrv_server_port,
+    httpsrv_server_reload_certificates, httpsrv_server_reopen_logs, httpsrv_server_route,
+    httpsrv_server_set, httpsrv_server_start, httpsrv_server_stop, httpsrv_stats_handler,
+    httpsrv_strerror, httpsrv_version,
 };
 
 const EXIT_RUNTIME: u8 = 1;
@@ -37,7 +40,15 @@ Runs an httpsrv HTTP/1.1 server with the given modules until SIGINT or SIGTERM.
 
 Flags (a value may also be given as --flag=VALUE):
   --listen ADDR         address to listen on, e.g. 127.0.0.1:8080 or [::1]:0 (port 0: any free
-                        port); repeatable; default 127.0.0.1:8080
+                        port); repeatable; default 127.0.0.1:8080 when there is no --listen
+                        and no --tls
+  --tls ADDR=CERT:KEY   a TLS (HTTPS) listener on ADDR with the PEM certificate chain CERT
+                        (end-entity first) and its private key KEY (RSA, ECDSA or Ed25519;
+                        PKCS#8, PKCS#1 or SEC1); split at the first '=' and the first ':'
+                        after it; repeatable; the first one's certificate is the default
+  --cert CERT:KEY       one more certificate for every TLS listener, chosen by the client's
+                        SNI name against its subject alternative names; split at the first
+                        ':'; repeatable; needs a --tls listener
   --module PATH[=ARGS]  load a module (a shared object exporting httpsrv_module_init) and pass
                         it ARGS (text after the first '='); a PATH without '/' is relative to
                         the current directory; repeatable, loaded in order
@@ -51,10 +62,17 @@ Flags (a value may also be given as --flag=VALUE):
   -h, --help            print this help and exit
   --version             print the version and exit
 
-On start, one line per listener goes to stdout: httpsrvd listening on http://HOST:PORT/
+On start, one line per listener goes to stdout, in the order of the flags:
+httpsrvd listening on http://HOST:PORT/ (https:// for --tls)
+
+Signals: SIGHUP reads every certificate and key file again (new handshakes get the new
+certificates; if a file is bad the old ones stay and the server keeps running) and reopens the
+access log file (rename it, send SIGHUP: new lines go to a new file at the old path).
+SIGINT and SIGTERM stop gracefully.
 
 Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage, 3 rejected option,
-4 listen failure, 5 module load failure.
+4 listen failure (an address, or a --tls or --cert file that cannot be loaded),
+5 module load failure.
 ";
 
 /// Every function of the C API (API.md), referenced from the executable. The host calls only a
@@ -105,9 +123,16 @@ static C_API: ExportTable = ExportTable([
     httpsrv::httpsrv_session_abort as *const (),
     httpsrv::httpsrv_server_stats as *const (),
     httpsrv::httpsrv_stats_handler as *const (),
+    httpsrv::httpsrv_response_append_ref as *const (),
+    httpsrv::httpsrv_server_listen_tls as *const (),
+    httpsrv::httpsrv_server_add_certificate as *const (),
+    httpsrv::httpsrv_server_reload_certificates as *const (),
+    httpsrv::httpsrv_server_reopen_logs as *const (),
+    httpsrv::httpsrv_request_scheme as *const (),
+    httpsrv::httpsrv_request_tls as *const (),
 ]);
 
-struct ExportTable([*const (); 41]);
+struct ExportTable([*const (); 48]);
 
 // SAFETY: the table only holds code addresses; nothing reads through them or calls them here.
 unsafe impl Sync for ExportTable {}
@@ -141,8 +166,28 @@ struct ModuleSpec {
     args: Option<CString>,
 }
 
+/// A listener, in the order of the flags (listener i is the i-th listen call).
+enum Listen {
+    Plain(CString),
+    Tls {
+        addr: CString,
+        cert: CString,
+        key: CString,
+    },
+}
+
+impl Listen {
+    fn addr(&self) -> &CStr {
+        match self {
+            Listen::Plain(addr) | Listen::Tls { addr, .. } => addr,
+        }
+    }
+}
+
 struct Config {
-    listen: Vec<CString>,
+    listen: Vec<Listen>,
+    /// `--cert`: (certificate, key) files added for SNI.
+    certs: Vec<(CString, CString)>,
     modules: Vec<ModuleSpec>,
     sets: Vec<(CString, CString)>,
     /// Paths where `httpsrv_stats_handler` answers GET, mounted after the modules.
@@ -191,6 +236,7 @@ fn main() -> ExitCode {
 fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Action, String> {
     let mut config = Config {
         listen: Vec::new(),
+        certs: Vec::new(),
         modules: Vec::new(),
         sets: Vec::new(),
         stats: Vec::new(),
@@ -207,7 +253,14 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Action, String> {
         let flag_text = String::from_utf8_lossy(&flag).into_owned();
         let takes_value = matches!(
             flag.as_slice(),
-            b"--listen" | b"--module" | b"--set" | b"--grace-ms" | b"--stats" | b"--access-log"
+            b"--listen"
+                | b"--tls"
+                | b"--cert"
+                | b"--module"
+                | b"--set"
+                | b"--grace-ms"
+                | b"--stats"
+                | b"--access-log"
         );
         if !takes_value {
             if inline.is_some() {
@@ -224,7 +277,21 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Action, String> {
             None => return Err(format!("{flag_text} needs a value")),
         };
         match flag.as_slice() {
-            b"--listen" => config.listen.push(c_string(value, &flag_text)?),
+            b"--listen" => config
+                .listen
+                .push(Listen::Plain(c_string(value, &flag_text)?)),
+            b"--tls" => config.listen.push(parse_tls(&value)?),
+            b"--cert" => {
+                let Some((cert, key)) = split_cert_key(&value) else {
+                    return Err(format!(
+                        "--cert needs CERT:KEY, got '{}'",
+                        String::from_utf8_lossy(&value)
+                    ));
+                };
+                config
+                    .certs
+                    .push((c_string(cert, "--cert")?, c_string(key, "--cert")?));
+            }
             b"--module" => config.modules.push(parse_module(value)?),
             b"--set" => {
                 let Some((key, val)) = split_once_eq(&value) else {
@@ -263,10 +330,43 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Action, String> {
             }
         }
     }
+    let tls = config
+        .listen
+        .iter()
+        .any(|l| matches!(l, Listen::Tls { .. }));
+    if !config.certs.is_empty() && !tls {
+        return Err("--cert needs a --tls listener to serve its certificate".to_string());
+    }
     if config.listen.is_empty() {
-        config.listen.push(DEFAULT_LISTEN.to_owned());
+        config.listen.push(Listen::Plain(DEFAULT_LISTEN.to_owned()));
     }
     Ok(Action::Run(config))
+}
+
+/// `ADDR=CERT:KEY`: split at the first '=' (an address has none) and the first ':' after it.
+fn parse_tls(value: &[u8]) -> Result<Listen, String> {
+    let parts = split_once_eq(value).and_then(|(addr, files)| {
+        let (cert, key) = split_cert_key(files)?;
+        (!addr.is_empty()).then_some((addr, cert, key))
+    });
+    let Some((addr, cert, key)) = parts else {
+        return Err(format!(
+            "--tls needs ADDR=CERT:KEY, got '{}'",
+            String::from_utf8_lossy(value)
+        ));
+    };
+    Ok(Listen::Tls {
+        addr: c_string(addr, "--tls")?,
+        cert: c_string(cert, "--tls")?,
+        key: c_string(key, "--tls")?,
+    })
+}
+
+/// `CERT:KEY`, both non-empty, split at the first ':'.
+fn split_cert_key(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = value.iter().position(|&b| b == b':')?;
+    let (cert, key) = (&value[..i], &value[i + 1..]);
+    (!cert.is_empty() && !key.is_empty()).then_some((cert, key))
 }
 
 /// `PATH[=ARGS]`: split at the first '='. A PATH without '/' gets a `./` prefix, so `dlopen`
@@ -312,10 +412,10 @@ impl Drop for Server {
 }
 
 fn run(config: &Config) -> Result<(), Failure> {
-    // Block the stop signals before the library starts any thread: threads inherit the mask,
-    // so the signals stay pending for `sigwait` below instead of killing the process or
-    // landing on a library thread.
-    let stop_signals = block_stop_signals()?;
+    // Block the signals this host handles before the library starts any thread: threads
+    // inherit the mask, so the signals stay pending for `sigwait` below instead of killing the
+    // process or landing on a library thread.
+    let signals = block_signals()?;
 
     // SAFETY: no arguments. `server.0` (NULL returns just below) then stays a live server
     // until `server` drops, as the calls below require of their `srv`.
@@ -341,11 +441,42 @@ fn run(config: &Config) -> Result<(), Failure> {
         })?;
     }
 
-    for addr in &config.listen {
-        // SAFETY: `server.0` as above; `addr` is a live CString.
-        let err = unsafe { httpsrv_server_listen(server.0, addr.as_ptr()) };
+    for listen in &config.listen {
+        match listen {
+            Listen::Plain(addr) => {
+                // SAFETY: `server.0` as above; `addr` is a live CString.
+                let err = unsafe { httpsrv_server_listen(server.0, addr.as_ptr()) };
+                Failure::check(err, EXIT_LISTEN, || {
+                    format!("cannot listen on {}", addr.to_string_lossy())
+                })?;
+            }
+            Listen::Tls { addr, cert, key } => {
+                // SAFETY: `server.0` as above; the strings are live CStrings. The library
+                // also logs the reason of a failure with the file's name.
+                let err = unsafe {
+                    httpsrv_server_listen_tls(server.0, addr.as_ptr(), cert.as_ptr(), key.as_ptr())
+                };
+                Failure::check(err, EXIT_LISTEN, || {
+                    format!(
+                        "cannot listen with TLS on {} (certificate {}, key {})",
+                        addr.to_string_lossy(),
+                        cert.to_string_lossy(),
+                        key.to_string_lossy()
+                    )
+                })?;
+            }
+        }
+    }
+
+    for (cert, key) in &config.certs {
+        // SAFETY: `server.0` as above; `cert` and `key` are live CStrings.
+        let err = unsafe { httpsrv_server_add_certificate(server.0, cert.as_ptr(), key.as_ptr()) };
         Failure::check(err, EXIT_LISTEN, || {
-            format!("cannot listen on {}", addr.to_string_lossy())
+            format!(
+                "cannot add the certificate {} with key {}",
+                cert.to_string_lossy(),
+                key.to_string_lossy()
+            )
         })?;
     }
 
@@ -383,7 +514,7 @@ fn run(config: &Config) -> Result<(), Failure> {
 
     // Listener i is the i-th successful listen call.
     let mut lines = String::new();
-    for (index, addr) in config.listen.iter().enumerate() {
+    for (index, listen) in config.listen.iter().enumerate() {
         // SAFETY: `server.0` as above.
         let port = unsafe { httpsrv_server_port(server.0, index) };
         let Ok(port) = u16::try_from(port) else {
@@ -392,9 +523,13 @@ fn run(config: &Config) -> Result<(), Failure> {
                 format!("cannot read the port of listener {index}"),
             ));
         };
+        let scheme = match listen {
+            Listen::Plain(_) => "http",
+            Listen::Tls { .. } => "https",
+        };
         lines.push_str(&format!(
-            "httpsrvd listening on http://{}/\n",
-            url_authority(&addr.to_string_lossy(), port)
+            "httpsrvd listening on {scheme}://{}/\n",
+            url_authority(&listen.addr().to_string_lossy(), port)
         ));
     }
     // Scripts and tests wait for these lines, so flush now. A closed stdout is not a reason
@@ -408,7 +543,13 @@ fn run(config: &Config) -> Result<(), Failure> {
     }
     drop(stdout);
 
-    wait_for_signal(&stop_signals)?;
+    let tls = config
+        .listen
+        .iter()
+        .any(|l| matches!(l, Listen::Tls { .. }));
+    while wait_for_signal(&signals)? == libc::SIGHUP {
+        reload(&server, tls);
+    }
     eprintln!("httpsrvd: stopping");
 
     // SAFETY: `server.0` as above.
@@ -419,7 +560,39 @@ fn run(config: &Config) -> Result<(), Failure> {
     })
 }
 
-fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
+/// SIGHUP: certificates and key files read again (TLS), the access log reopened. A failure
+/// is logged and changes nothing: the old certificates or log file stay in use, and the server
+/// keeps running. One line on stderr says what was done.
+fn reload(server: &Server, tls: bool) {
+    let mut done = Vec::new();
+    if tls {
+        // SAFETY: `server.0` is a live, started server (see `run`).
+        let err = unsafe { httpsrv_server_reload_certificates(server.0) };
+        if err == 0 {
+            done.push("certificates reloaded");
+        } else {
+            eprintln!(
+                "httpsrvd: SIGHUP: certificates not reloaded, the old ones stay in use: {}",
+                strerror(err)
+            );
+        }
+    }
+    // SAFETY: as above.
+    let err = unsafe { httpsrv_server_reopen_logs(server.0) };
+    if err == 0 {
+        done.push("logs reopened");
+    } else {
+        eprintln!(
+            "httpsrvd: SIGHUP: logs not reopened, the old file stays in use: {}",
+            strerror(err)
+        );
+    }
+    if !done.is_empty() {
+        eprintln!("httpsrvd: SIGHUP: {}", done.join(", "));
+    }
+}
+
+fn block_signals() -> Result<libc::sigset_t, Failure> {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only touch this
     // thread's mask and the process's SIGPIPE disposition.
     unsafe {
@@ -427,11 +600,12 @@ fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         let err = libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
         if err != 0 {
             return Err(Failure::new(
                 EXIT_RUNTIME,
-                format!("cannot block SIGINT/SIGTERM: {}", os_error(err)),
+                format!("cannot block SIGINT/SIGTERM/SIGHUP: {}", os_error(err)),
             ));
         }
         // Defence in depth: a write to a closed socket or pipe from the host or a module must
@@ -441,7 +615,7 @@ fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
     }
 }
 
-/// Waits for SIGINT or SIGTERM (blocked in every thread) and returns which one came.
+/// Waits for SIGINT, SIGTERM or SIGHUP (blocked in every thread) and returns which one came.
 fn wait_for_signal(set: &libc::sigset_t) -> Result<c_int, Failure> {
     loop {
         let mut signal: c_int = 0;
@@ -520,11 +694,54 @@ mod tests {
         }
     }
 
+    fn addrs(config: &Config) -> Vec<String> {
+        config
+            .listen
+            .iter()
+            .map(|l| match l {
+                Listen::Plain(a) => a.to_string_lossy().into_owned(),
+                Listen::Tls { addr, cert, key } => format!(
+                    "tls {} {} {}",
+                    addr.to_string_lossy(),
+                    cert.to_string_lossy(),
+                    key.to_string_lossy()
+                ),
+            })
+            .collect()
+    }
+
     #[test]
     fn defaults() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.listen, vec![DEFAULT_LISTEN.to_owned()]);
+        assert_eq!(addrs(&config), ["127.0.0.1:8080"]);
         assert_eq!(config.grace_ms, DEFAULT_GRACE_MS);
+    }
+
+    #[test]
+    fn tls_listeners_and_certificates_keep_their_order() {
+        let config = parse(&[
+            "--tls",
+            "127.0.0.1:8443=/c/site.crt:/c/site.key",
+            "--listen=127.0.0.1:0",
+            "--tls=[::1]:0=a.pem:b:c.pem",
+            "--cert",
+            "/c/other.crt:/c/other.key",
+        ])
+        .unwrap();
+        assert_eq!(
+            addrs(&config),
+            [
+                "tls 127.0.0.1:8443 /c/site.crt /c/site.key",
+                "127.0.0.1:0",
+                "tls [::1]:0 a.pem b:c.pem",
+            ]
+        );
+        assert_eq!(config.certs.len(), 1);
+        assert_eq!(config.certs[0].0.to_bytes(), b"/c/other.crt");
+        assert_eq!(config.certs[0].1.to_bytes(), b"/c/other.key");
+        // --tls alone: no default cleartext listener besides it
+        let config = parse(&["--tls", "127.0.0.1:0=c:k"]).unwrap();
+        assert_eq!(addrs(&config), ["tls 127.0.0.1:0 c k"]);
     }
 
     #[test]
@@ -551,7 +768,7 @@ mod tests {
         let config = parse(&["--set=a=b=c", "--listen=[::1]:0", "--grace-ms", "7"]).unwrap();
         assert_eq!(config.sets[0].0.to_bytes(), b"a");
         assert_eq!(config.sets[0].1.to_bytes(), b"b=c");
-        assert_eq!(config.listen[0].to_bytes(), b"[::1]:0");
+        assert_eq!(config.listen[0].addr().to_bytes(), b"[::1]:0");
         assert_eq!(config.grace_ms, 7);
     }
 
@@ -589,6 +806,15 @@ mod tests {
             &["--stats="],
             &["--access-log"],
             &["--access-log="],
+            &["--tls"],
+            &["--tls", "127.0.0.1:0"],
+            &["--tls", "127.0.0.1:0=cert"],
+            &["--tls", "127.0.0.1:0=cert:"],
+            &["--tls", "127.0.0.1:0=:key"],
+            &["--tls", "=cert:key"],
+            &["--cert", "cert"],
+            &["--cert", "c:k"],
+            &["--listen", "127.0.0.1:0", "--cert", "c:k"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

@@ -79,13 +79,13 @@ pub fn load(
     let key_pem = read_file(key_file)?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(cert_file, format!("unreadable PEM: {e}")))?;
+        .map_err(|e| bad(cert_file, format!("unreadable PEM: {}", pem_error(&e))))?;
     let Some(leaf) = chain.first() else {
         return Err(bad(cert_file, "no certificate in the file"));
     };
     let names = dns_names(leaf).map_err(|e| bad(cert_file, e))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| bad(key_file, format!("no private key: {e}")))?;
+        .map_err(|e| bad(key_file, format!("no private key: {}", pem_error(&e))))?;
     let signing = provider
         .key_provider
         .load_private_key(key)
@@ -102,6 +102,23 @@ pub fn load(
         key: Arc::new(certified),
         names,
     })
+}
+
+/// A PEM error as text for a person: the PEM reader's own text shows the lines it quotes as
+/// lists of byte values.
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "no '-----END {}-----' line",
+            String::from_utf8_lossy(end_marker).trim()
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "malformed begin line '{}'",
+            String::from_utf8_lossy(line).trim()
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// The DNS names of a certificate's subject alternative names, lower case.
@@ -322,6 +339,13 @@ mod tests {
         let e = load(&crt, &other_key, &p).err().expect("a mismatch");
         assert_eq!(e.code, EBADMSG);
         assert!(e.message.contains("does not match"), "{}", e.message);
+        // A PEM section without its end: the message quotes the line as text.
+        let cut = d.join("cut.pem");
+        std::fs::write(&cut, b"-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        let e = load(&cut, &key, &p).err().expect("a cut file");
+        assert_eq!(e.code, EBADMSG);
+        let want = "cut.pem: unreadable PEM: no '-----END CERTIFICATE-----' line";
+        assert!(e.message.ends_with(want), "{}", e.message);
     }
 
     #[test]

@@ -161,6 +161,25 @@ impl Server {
             .map_err(|e| self.cert_error("reload_certificates", &e))
     }
 
+    /// Opens the log files again (the access log), for log rotation. Nothing to do before
+    /// start (start opens them) or without an access log file.
+    pub fn reopen_logs(&self) -> Result<(), c_int> {
+        let inner = self.inner.lock();
+        let (Some(running), logger) = (inner.running.as_ref(), inner.logger) else {
+            return Ok(());
+        };
+        let rt = running.rt.clone();
+        drop(inner);
+        rt.reopen_access_log().map_err(|e| {
+            let path = rt.config.access_log.as_deref().unwrap_or("");
+            logger.log(
+                log::ERROR,
+                &format!("reopen_logs: access_log {path}: {e} (the old file stays in use)"),
+            );
+            errors::from_io(&e)
+        })
+    }
+
     fn cert_error(&self, function: &str, e: &CertError) -> c_int {
         self.log_error(&format!("{function}: {e}"));
         e.code

@@ -22,17 +22,20 @@ pub struct Runtime {
     access_log: Option<Mutex<Box<dyn Write + Send>>>,
 }
 
+/// The access log file at `path`, created if missing, every line appended at its end.
+fn open_access_log(path: &str) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 impl Runtime {
     pub fn new(config: Config, routes: Routes, logger: Logger) -> std::io::Result<Runtime> {
         let access_log: Option<Mutex<Box<dyn Write + Send>>> = match config.access_log.as_deref() {
             None => None,
             Some("-") => Some(Mutex::new(Box::new(std::io::stderr()))),
-            Some(path) => Some(Mutex::new(Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ))),
+            Some(path) => Some(Mutex::new(Box::new(open_access_log(path)?))),
         };
         Ok(Runtime {
             config,
@@ -82,6 +85,22 @@ impl Runtime {
     /// Whether `access_log` is set.
     pub fn logs_access(&self) -> bool {
         self.access_log.is_some()
+    }
+
+    /// Opens the access log file again at its path, for log rotation: once a rotator renamed
+    /// the file, lines go to a new file at the old path. The lines written before go to the old
+    /// file, whole (each line is one write under the lock). Nothing to do without an access log
+    /// or for stderr. On an error the old file stays in use and the error is returned.
+    pub fn reopen_access_log(&self) -> std::io::Result<()> {
+        let (Some(sink), Some(path)) = (&self.access_log, self.config.access_log.as_deref()) else {
+            return Ok(());
+        };
+        if path == "-" {
+            return Ok(());
+        }
+        let file = open_access_log(path)?;
+        *sink.lock() = Box::new(file);
+        Ok(())
     }
 
     /// One Combined Log Format line for a finished response, when `access_log` is set.

@@ -671,6 +671,7 @@ static int h_errors(httpsrv_session *s, void *ud)
     chk(r, "server_set_logger_null", httpsrv_server_set_logger(NULL, NULL, NULL), EINVAL);
     chk(r, "server_start_null", httpsrv_server_start(NULL), EINVAL);
     chk(r, "server_stop_null", httpsrv_server_stop(NULL, 0), EINVAL);
+    chk(r, "server_reopen_logs_null", httpsrv_server_reopen_logs(NULL), EINVAL);
     httpsrv_server_free(NULL); /* no-op */
     chk_true(r, "server_free_null_survived", 1);
 
@@ -679,6 +680,8 @@ static int h_errors(httpsrv_session *s, void *ud)
     chk(r, "set_after_start", httpsrv_server_set(g_srv, "threads", "2"), EBUSY);
     chk(r, "start_after_start", httpsrv_server_start(g_srv), EBUSY);
     chk(r, "stop_from_loop_thread", httpsrv_server_stop(g_srv, 0), EDEADLK);
+    /* no access log: nothing to reopen, from a loop thread too */
+    chk(r, "reopen_logs_without_access_log", httpsrv_server_reopen_logs(g_srv), 0);
     chk_true(r, "port_0_valid", httpsrv_server_port(g_srv, 0) > 0);
     chk_int(r, "port_bad_index", httpsrv_server_port(g_srv, 999), -1);
 

@@ -205,12 +205,25 @@ pub fn test_module_bad_abi() -> PathBuf {
         .clone()
 }
 
-/// Compiles every `c_examples/*.c` (and `*.cpp`/`*.cc` with g++) as a module into
-/// `target/ctest/examples/`; returns (source, module) pairs. Empty when there is no c_examples.
-pub fn compile_examples() -> Vec<(PathBuf, PathBuf)> {
+/// The examples of `c_examples/`, compiled into `target/ctest/examples/`.
+pub struct Examples {
+    /// (source, module): every `*.c` (and `*.cpp`/`*.cc`, with g++) but the programs.
+    pub modules: Vec<(PathBuf, PathBuf)>,
+    /// (source, executable): `*_host.c`, programs that embed the library (they have `main`),
+    /// linked against the library under test.
+    pub programs: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Compiles every example of `c_examples/` with -Wall -Wextra -Werror: modules as shared
+/// objects, `*_host.c` as programs. Empty when there is no c_examples.
+pub fn compile_examples() -> Examples {
+    let mut built = Examples {
+        modules: Vec::new(),
+        programs: Vec::new(),
+    };
     let dir = paths().manifest.join("c_examples");
     let Ok(rd) = fs::read_dir(&dir) else {
-        return Vec::new();
+        return built;
     };
     let h = require_header();
     let inc = include_flag(&h);
@@ -218,7 +231,6 @@ pub fn compile_examples() -> Vec<(PathBuf, PathBuf)> {
     fs::create_dir_all(&outdir).unwrap();
     let mut srcs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     srcs.sort();
-    let mut out = Vec::new();
     for src in srcs {
         let ext = src.extension().and_then(|e| e.to_str()).unwrap_or("");
         let (compiler, std) = match ext {
@@ -227,6 +239,22 @@ pub fn compile_examples() -> Vec<(PathBuf, PathBuf)> {
             _ => continue,
         };
         let stem = src.file_stem().unwrap().to_string_lossy().to_string();
+        if stem.ends_with("_host") {
+            let exe = outdir.join(&stem);
+            let lib = linkable_library();
+            let rpath = format!("-Wl,-rpath,{}", lib.parent().unwrap().display());
+            // The library goes after the source, as a linker input.
+            let inputs = [src.clone(), lib];
+            compile(
+                compiler,
+                &inputs,
+                std::slice::from_ref(&h),
+                &exe,
+                &[std, &inc, &rpath, "-lpthread"],
+            );
+            built.programs.push((src, exe));
+            continue;
+        }
         let so = outdir.join(format!("{stem}.so"));
         let args = [std, "-fPIC", "-shared", inc.as_str(), "-lpthread"];
         compile(
@@ -236,9 +264,29 @@ pub fn compile_examples() -> Vec<(PathBuf, PathBuf)> {
             &so,
             &args,
         );
-        out.push((src, so));
+        built.modules.push((src, so));
     }
-    out
+    built
+}
+
+/// The library under test as a program links it: `target/ctest/lib/libhttpsrv.so`, beside a
+/// `libhttpsrv.so.MAJOR` (its soname, which the program then needs), both links to
+/// `paths().lib`.
+/// The links are replaced atomically, so concurrent test binaries never see one missing.
+fn linkable_library() -> PathBuf {
+    let dir = paths().ctest.join("lib");
+    fs::create_dir_all(&dir).expect("create target/ctest/lib");
+    let soname = format!("libhttpsrv.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    for name in [soname.as_str(), "libhttpsrv.so"] {
+        let tmp = dir.join(format!(
+            "{name}.tmp.{}.{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::os::unix::fs::symlink(&paths().lib, &tmp).expect("symlink the library");
+        fs::rename(&tmp, dir.join(name)).expect("rename the library link");
+    }
+    dir.join("libhttpsrv.so")
 }
 
 // ---------------------------------------------------------------------------------------------
