@@ -113,7 +113,9 @@ pub unsafe extern "C" fn httpsrv_request_header_at(
 
 /// The whole request body, de-chunked, read before the handler ran; `*len` gets its length.
 /// NULL and `*len` 0 when there is none. NULL (and `*len` untouched) for a NULL or stale
-/// handle. `len` may be NULL.
+/// handle. `len` may be NULL. The bytes are read-only and stay valid while the session lives: a
+/// body larger than `body_buffer_bytes` is a read-only mapping of its spool file in
+/// `body_temp_dir`, so writing to it crashes.
 ///
 /// # Safety
 /// `len` is NULL or points to writable `size_t` storage.

@@ -2,6 +2,7 @@
 //! handler appends, and the representation filters (compression). Plain Rust: no sockets, no
 //! threads, no protocol's wire format (that is `crate::proto`).
 
+pub mod body;
 pub mod compress;
 pub mod date;
 pub mod fields;

@@ -1,7 +1,9 @@
 //! Server options (`httpsrv_server_set`): parsing and validation.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::http::body::{spool, Spill};
 use crate::http::compress;
 
 /// Every option of the table in `API.md`, with its default.
@@ -17,6 +19,9 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_body_bytes: u64,
+    /// A buffered request body larger than this goes to a spool file in `body_temp_dir`.
+    pub body_buffer_bytes: usize,
+    pub body_temp_dir: PathBuf,
     pub max_connections: usize,
     pub max_pending_bytes: usize,
     pub http10_buffering: bool,
@@ -48,6 +53,9 @@ impl Default for Config {
             max_header_bytes: 16_384,
             max_headers: 100,
             max_body_bytes: 1_048_576,
+            body_buffer_bytes: 65_536,
+            // $TMPDIR, else /tmp
+            body_temp_dir: std::env::temp_dir(),
             max_connections: 10_000,
             max_pending_bytes: 4_194_304,
             http10_buffering: true,
@@ -108,7 +116,33 @@ fn tls_protocols(value: &str) -> Result<bool, String> {
     Ok(tls12)
 }
 
+/// A directory for spool files, made absolute (a later `chdir` of the host does not move it),
+/// and tried: a file is created in it and dropped, so a directory that does not exist, is
+/// not a directory or does not let us create files is refused now rather than at the first
+/// large upload.
+fn temp_dir(key: &str, value: &str) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err(format!("option {key}: empty path"));
+    }
+    let dir = std::path::absolute(Path::new(value))
+        .map_err(|e| format!("option {key}: '{value}': {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!("option {key}: '{value}' is not a directory"));
+    }
+    spool::create_unlinked(&dir)
+        .map_err(|e| format!("option {key}: cannot create files in '{value}': {e}"))?;
+    Ok(dir)
+}
+
 impl Config {
+    /// Where buffered request bodies larger than `body_buffer_bytes` go.
+    pub fn spill(&self) -> Spill<'_> {
+        Spill {
+            threshold: self.body_buffer_bytes,
+            dir: &self.body_temp_dir,
+        }
+    }
+
     /// Applies one option; the error text says why it was refused.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
@@ -122,6 +156,8 @@ impl Config {
             "max_header_bytes" => self.max_header_bytes = number(key, value, 256, 1 << 24)?,
             "max_headers" => self.max_headers = number(key, value, 1, 10_000)?,
             "max_body_bytes" => self.max_body_bytes = number(key, value, 0, 1 << 40)?,
+            "body_buffer_bytes" => self.body_buffer_bytes = number(key, value, 1024, 1 << 30)?,
+            "body_temp_dir" => self.body_temp_dir = temp_dir(key, value)?,
             "max_connections" => self.max_connections = number(key, value, 1, 1 << 24)?,
             "max_pending_bytes" => self.max_pending_bytes = number(key, value, 1, 1 << 40)?,
             "http10_buffering" => self.http10_buffering = switch(key, value)?,
@@ -188,5 +224,24 @@ mod tests {
         assert_eq!(c.tls_handshake_timeout, Duration::from_millis(500));
         assert!(c.set("tls_session_resumption", "off").is_ok());
         assert!(!c.tls_session_resumption);
+    }
+
+    #[test]
+    fn body_spool_options() {
+        let mut c = Config::default();
+        assert_eq!(c.body_buffer_bytes, 65_536);
+        assert!(c.body_temp_dir.is_absolute());
+        assert!(c.set("body_buffer_bytes", "1023").is_err());
+        assert!(c.set("body_buffer_bytes", "4096").is_ok());
+        assert_eq!(c.spill().threshold, 4096);
+        let dir = std::env::temp_dir();
+        assert!(c.set("body_temp_dir", &dir.display().to_string()).is_ok());
+        assert_eq!(c.body_temp_dir, dir);
+        let file = std::env::current_exe().unwrap().display().to_string();
+        for bad in ["", "/nonexistent/httpsrv-spool", file.as_str()] {
+            let e = c.set("body_temp_dir", bad).unwrap_err();
+            assert!(e.contains("body_temp_dir"), "{e}");
+        }
+        assert_eq!(c.body_temp_dir, dir, "a refused value changes nothing");
     }
 }

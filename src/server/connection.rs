@@ -12,6 +12,7 @@ use super::link::Link;
 use super::loop_shared::ConnKey;
 use super::session::Session;
 use crate::errors::ECONNRESET;
+use crate::http::body::BodyWriter;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
 use crate::proto::h1::chunked::ChunkedDecoder;
@@ -35,7 +36,8 @@ pub(super) enum Phase {
     },
     Body {
         request: Box<Request>,
-        body: Vec<u8>,
+        /// In memory up to `body_buffer_bytes`, else in a spool file.
+        body: BodyWriter,
         state: BodyState,
         last_read: Instant,
     },

@@ -22,6 +22,7 @@ use super::runtime::Runtime;
 use super::session::{run_handler, PoolHandler, Progress, Session, Start};
 use crate::abi::httpsrv_session;
 use crate::errors::{ECANCELED, ECONNRESET, EPIPE, ETIMEDOUT};
+use crate::http::body::{Body, BodyWriter};
 use crate::http::outqueue::OutQueue;
 use crate::http::request::{BodyFraming, HttpError, Request};
 use crate::http::response::{Context, Response};
@@ -710,7 +711,7 @@ impl EventLoop {
                         let request = self.recycler.take_request();
                         let state = match request.body_framing() {
                             BodyFraming::None => {
-                                self.dispatch(idx, request, Vec::new());
+                                self.dispatch(idx, request, Body::default());
                                 return true;
                             }
                             BodyFraming::Length(len) if len > max_body => {
@@ -733,7 +734,7 @@ impl EventLoop {
                         }
                         conn.phase = Phase::Body {
                             request: Box::new(request),
-                            body: Vec::new(),
+                            body: BodyWriter::default(),
                             state,
                             last_read: clock::now(),
                         };
@@ -752,27 +753,37 @@ impl EventLoop {
                     return false;
                 }
                 *last_read = clock::now();
+                let spill = self.shared.rt.config.spill();
                 let complete = match state {
                     BodyState::Length(left) => {
                         let take = (*left).min(input.len() as u64) as usize;
-                        body.extend_from_slice(&input[..take]);
+                        if let Err(e) = body.append(&input[..take], &spill) {
+                            self.body_not_stored(idx, &e);
+                            return true;
+                        }
                         *left -= take as u64;
                         conn.rpos += take;
                         *left == 0
                     }
-                    BodyState::Chunked(dec) => match dec.decode(input, body) {
-                        Ok((used, done)) => {
-                            conn.rpos += used;
-                            if used == 0 && !done {
-                                return false;
+                    BodyState::Chunked(dec) => {
+                        match body.append_from(&spill, |out| dec.decode(input, out)) {
+                            (_, Err(e)) => {
+                                self.body_not_stored(idx, &e);
+                                return true;
                             }
-                            done
+                            (Ok((used, done)), Ok(())) => {
+                                conn.rpos += used;
+                                if used == 0 && !done {
+                                    return false;
+                                }
+                                done
+                            }
+                            (Err(e), Ok(())) => {
+                                self.refuse(idx, e);
+                                return true;
+                            }
                         }
-                        Err(e) => {
-                            self.refuse(idx, e);
-                            return true;
-                        }
-                    },
+                    }
                 };
                 if !complete {
                     return conn.rpos < conn.rbuf.len();
@@ -785,12 +796,30 @@ impl EventLoop {
                     },
                 );
                 if let Phase::Body { request, body, .. } = phase {
-                    self.dispatch(idx, *request, body);
+                    match body.finish() {
+                        Ok(body) => self.dispatch(idx, *request, body),
+                        Err(e) => self.body_not_stored(idx, &e),
+                    }
                 }
                 true
             }
             _ => false,
         }
+    }
+
+    /// A request body too large for memory could not be spooled (`body_temp_dir` gone or
+    /// full): the client gets a 500 and the connection closes; other requests go on.
+    fn body_not_stored(&mut self, idx: usize, e: &io::Error) {
+        let dir = self.rt().config.body_temp_dir.display().to_string();
+        self.rt()
+            .log_error(&format!("request body: cannot spool it to {dir}: {e}"));
+        self.refuse(
+            idx,
+            HttpError {
+                status: 500,
+                reason: "request body could not be stored",
+            },
+        );
     }
 
     /// Answers a request the library refuses: the status, `Connection: close`, then close.
@@ -846,7 +875,7 @@ impl EventLoop {
         rt.access_log(&conn.peer, request, status, body as u64);
     }
 
-    fn dispatch(&mut self, idx: usize, request: Request, body: Vec<u8>) {
+    fn dispatch(&mut self, idx: usize, request: Request, body: Body) {
         let lp = &self.shared;
         let keepalive_requests = lp.rt.config.keepalive_requests;
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {

@@ -24,6 +24,7 @@ use crate::abi::{
     HTTPSRV_PENDING,
 };
 use crate::errors::{EAGAIN, EALREADY, ECANCELED, ECONNRESET, EINVAL, EPIPE, ETIMEDOUT};
+use crate::http::body::Body;
 use crate::http::lent::Lent;
 use crate::http::outqueue::OutQueue;
 use crate::http::request::Request;
@@ -91,7 +92,7 @@ pub struct Session {
     /// The connection's transport: written under the session lock (see `write_now`).
     link: Arc<Link>,
     request: Request,
-    body: Vec<u8>,
+    body: Body,
     peer: SocketAddr,
     /// The client may keep the connection after this response (decided at dispatch).
     keep_alive: bool,
@@ -148,7 +149,7 @@ pub struct Start<'a> {
     pub conn: ConnKey,
     pub link: &'a Arc<Link>,
     pub request: Request,
-    pub body: Vec<u8>,
+    pub body: Body,
     pub peer: SocketAddr,
     /// The client may keep the connection after this response.
     pub keep_alive: bool,
@@ -301,7 +302,7 @@ impl Session {
     #[inline]
     pub fn retire(mut this: Arc<Session>) -> Option<Retired> {
         let me = Arc::get_mut(&mut this)?;
-        me.body = Vec::new();
+        me.body = Body::default();
         me.request.shrink(RETIRED_REQUEST_BYTES);
         let st = me.state.get_mut();
         st.response.reset();
@@ -434,7 +435,7 @@ impl Session {
 
     /// The request body, read whole before the handler ran.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        self.body.as_slice()
     }
 
     pub fn peer(&self) -> &SocketAddr {
