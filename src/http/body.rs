@@ -29,16 +29,21 @@ pub struct BodyWriter {
     to: Store,
 }
 
+/// Boxed spool state: a writer is no larger than a `Vec`, so the connection state that holds
+/// one stays small (moved on every request).
 #[derive(Debug)]
 enum Store {
     Memory(Vec<u8>),
-    /// An unlinked file holding `len` bytes; `staging` receives decoded bytes before they are
-    /// written (see `append_from`).
-    File {
-        file: File,
-        len: usize,
-        staging: Vec<u8>,
-    },
+    File(Box<SpoolFile>),
+}
+
+#[derive(Debug)]
+struct SpoolFile {
+    /// Unlinked, holding `len` bytes.
+    file: File,
+    len: usize,
+    /// Receives decoded bytes before they are written (see `append_from`).
+    staging: Vec<u8>,
 }
 
 impl Default for Store {
@@ -52,7 +57,7 @@ impl BodyWriter {
     pub fn len(&self) -> usize {
         match &self.to {
             Store::Memory(v) => v.len(),
-            Store::File { len, .. } => *len,
+            Store::File(f) => f.len,
         }
     }
 
@@ -62,7 +67,7 @@ impl BodyWriter {
 
     /// Whether the body went to a file.
     pub fn is_spooled(&self) -> bool {
-        matches!(self.to, Store::File { .. })
+        matches!(self.to, Store::File(_))
     }
 
     /// Appends `data`; past `spill.threshold` the body moves to a spool file. An error means
@@ -79,9 +84,9 @@ impl BodyWriter {
                 // Now a file: this call writes.
                 self.append(data, spill)
             }
-            Store::File { file, len, .. } => {
-                spool::write_all(file, data)?;
-                *len += data.len();
+            Store::File(f) => {
+                spool::write_all(&mut f.file, data)?;
+                f.len += data.len();
                 Ok(())
             }
         }
@@ -92,11 +97,11 @@ impl BodyWriter {
         if let Store::Memory(v) = &mut self.to {
             let mut file = spool::create_unlinked(spill.dir)?;
             spool::write_all(&mut file, v)?;
-            self.to = Store::File {
+            self.to = Store::File(Box::new(SpoolFile {
                 file,
                 len: v.len(),
                 staging: Vec::new(),
-            };
+            }));
         }
         Ok(())
     }
@@ -116,16 +121,16 @@ impl BodyWriter {
                 }
                 return (out, self.move_to_file(spill));
             }
-            Store::File { staging, .. } => std::mem::take(staging),
+            Store::File(f) => std::mem::take(&mut f.staging),
         };
         staging.clear();
         let out = fill(&mut staging);
         let stored = self.append(&staging, spill);
-        if let Store::File { staging: kept, .. } = &mut self.to {
+        if let Store::File(f) = &mut self.to {
             // Kept for the next call when small: a trickled upload decodes a little at a time.
             if staging.capacity() <= STAGING_KEPT {
                 staging.clear();
-                *kept = staging;
+                f.staging = staging;
             }
         }
         (out, stored)
@@ -135,10 +140,8 @@ impl BodyWriter {
     pub fn finish(self) -> io::Result<Body> {
         match self.to {
             Store::Memory(v) => Ok(Body(Kept::Memory(v))),
-            Store::File { len: 0, .. } => Ok(Body::default()),
-            Store::File { file, len, .. } => {
-                Ok(Body(Kept::Mapped(spool::map_read_only(&file, len)?)))
-            }
+            Store::File(f) if f.len == 0 => Ok(Body::default()),
+            Store::File(f) => Ok(Body(Kept::Mapped(spool::map_read_only(&f.file, f.len)?))),
         }
     }
 }

@@ -742,73 +742,88 @@ impl EventLoop {
                     }
                 }
             }
-            Phase::Body {
-                body,
-                state,
-                last_read,
-                ..
-            } => {
-                let input = &conn.rbuf[conn.rpos..];
-                if input.is_empty() && !matches!(state, BodyState::Length(0)) {
-                    return false;
-                }
-                *last_read = clock::now();
-                let spill = self.shared.rt.config.spill();
-                let complete = match state {
-                    BodyState::Length(left) => {
-                        let take = (*left).min(input.len() as u64) as usize;
-                        if let Err(e) = body.append(&input[..take], &spill) {
-                            self.body_not_stored(idx, &e);
-                            return true;
-                        }
-                        *left -= take as u64;
-                        conn.rpos += take;
-                        *left == 0
-                    }
-                    BodyState::Chunked(dec) => {
-                        match body.append_from(&spill, |out| dec.decode(input, out)) {
-                            (_, Err(e)) => {
-                                self.body_not_stored(idx, &e);
-                                return true;
-                            }
-                            (Ok((used, done)), Ok(())) => {
-                                conn.rpos += used;
-                                if used == 0 && !done {
-                                    return false;
-                                }
-                                done
-                            }
-                            (Err(e), Ok(())) => {
-                                self.refuse(idx, e);
-                                return true;
-                            }
-                        }
-                    }
-                };
-                if !complete {
-                    return conn.rpos < conn.rbuf.len();
-                }
-                let phase = std::mem::replace(
-                    &mut conn.phase,
-                    Phase::Head {
-                        since: clock::now(),
-                        receiving: false,
-                    },
-                );
-                if let Phase::Body { request, body, .. } = phase {
-                    match body.finish() {
-                        Ok(body) => self.dispatch(idx, *request, body),
-                        Err(e) => self.body_not_stored(idx, &e),
-                    }
-                }
-                true
-            }
+            // Out of line: most requests have no body, and the head path stays small.
+            Phase::Body { .. } => self.read_body(idx),
             _ => false,
         }
     }
 
+    /// Takes the body bytes that are buffered (`Phase::Body`); dispatches once the body is
+    /// complete. True when it made progress, as `parse`.
+    #[inline(never)]
+    fn read_body(&mut self, idx: usize) -> bool {
+        let spill = self.shared.rt.config.spill();
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return false;
+        };
+        let Phase::Body {
+            body,
+            state,
+            last_read,
+            ..
+        } = &mut conn.phase
+        else {
+            return false;
+        };
+        let input = &conn.rbuf[conn.rpos..];
+        if input.is_empty() && !matches!(state, BodyState::Length(0)) {
+            return false;
+        }
+        *last_read = clock::now();
+        let complete = match state {
+            BodyState::Length(left) => {
+                let take = (*left).min(input.len() as u64) as usize;
+                if let Err(e) = body.append(&input[..take], &spill) {
+                    self.body_not_stored(idx, &e);
+                    return true;
+                }
+                *left -= take as u64;
+                conn.rpos += take;
+                *left == 0
+            }
+            BodyState::Chunked(dec) => {
+                match body.append_from(&spill, |out| dec.decode(input, out)) {
+                    (_, Err(e)) => {
+                        self.body_not_stored(idx, &e);
+                        return true;
+                    }
+                    (Ok((used, done)), Ok(())) => {
+                        conn.rpos += used;
+                        if used == 0 && !done {
+                            return false;
+                        }
+                        done
+                    }
+                    (Err(e), Ok(())) => {
+                        self.refuse(idx, e);
+                        return true;
+                    }
+                }
+            }
+        };
+        if !complete {
+            return conn.rpos < conn.rbuf.len();
+        }
+        let phase = std::mem::replace(
+            &mut conn.phase,
+            Phase::Head {
+                since: clock::now(),
+                receiving: false,
+            },
+        );
+        if let Phase::Body { request, body, .. } = phase {
+            match body.finish() {
+                Ok(body) => self.dispatch(idx, *request, body),
+                Err(e) => self.body_not_stored(idx, &e),
+            }
+        }
+        true
+    }
+
     /// A request body too large for memory could not be spooled (`body_temp_dir` gone or
     /// full): the client gets a 500 and the connection closes; other requests go on.
+    #[cold]
+    #[inline(never)]
     fn body_not_stored(&mut self, idx: usize, e: &io::Error) {
         let dir = self.rt().config.body_temp_dir.display().to_string();
         self.rt()
