@@ -8,6 +8,12 @@
  *   GET /gzip10k     text[0..10240) as text/html in one piece (gzip when accepted)
  *   GET /gzipstream  text[0..20480) as text/html, flushed every 1 KiB
  *   GET /big         big.bin (1 MiB), application/octet-stream
+ *   POST /upload     a buffered request body; answers "<length> <CRC-32>\n" of it (bench/hostile.sh)
+ *   GET /hello/pool, /gzip10k/pool, /gzipstream/pool
+ *                    as without /pool, from a pool thread (HTTPSRV_ROUTE_POOL)
+ *   GET /gzipbig/pool  256 KiB of text/html from a pool thread: text[] 13 times (the last
+ *                    time cut), flushed every 64 KiB (bench/hostile.sh: large compressed
+ *                    flushes on many threads)
  *   GET /tick[?ms=P&n=N&async=1]
  *                    a stream kept open by the module: a module thread appends and
  *                    flushes "t=<CLOCK_MONOTONIC ns>\n" every P ms (default 100), N times
@@ -29,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crc32.h"
 #include "httpsrv.h"
 
 const unsigned httpsrv_module_abi = HTTPSRV_ABI_VERSION;
@@ -112,6 +119,23 @@ static int h_gzipstream(httpsrv_session *sess, void *ud)
     return pieces(sess, "text/html", TEXT_LEN / PIECE);
 }
 
+static int h_gzipbig(httpsrv_session *sess, void *ud)
+{
+    (void)ud;
+    int err = httpsrv_response_header_set(sess, "Content-Type", "text/html");
+    size_t sent = 0, flushed = 0;
+    while ((err == 0 || err == EAGAIN) && sent < 256 * 1024) {
+        size_t n = 256 * 1024 - sent < TEXT_LEN ? 256 * 1024 - sent : TEXT_LEN;
+        err = httpsrv_response_append(sess, text, n);
+        sent += n;
+        if (err == 0 && sent - flushed >= 64 * 1024) {
+            err = httpsrv_response_flush(sess, 0);
+            flushed = sent;
+        }
+    }
+    return finish(err);
+}
+
 /* The 1 MiB body is lent, not copied (httpsrv_response_append_ref; it lives as long as the
  * module, so no release callback), as libmicrohttpd serves it from a persistent buffer. */
 static int h_big(httpsrv_session *sess, void *ud)
@@ -121,6 +145,19 @@ static int h_big(httpsrv_session *sess, void *ud)
     if (err == 0)
         err = httpsrv_response_append_ref(sess, big, BIG_LEN, NULL, NULL);
     return finish(err);
+}
+
+/* POST /upload: the body is read whole before the handler runs (a buffered route). The
+ * answer's CRC-32 lets the client check the body arrived byte for byte without echoing it. */
+static int h_upload(httpsrv_session *sess, void *ud)
+{
+    (void)ud;
+    size_t len = 0;
+    const unsigned char *body = httpsrv_request_body(sess, &len);
+    char answer[64];
+    int n = snprintf(answer, sizeof answer, "%zu %lu\n", len,
+                     (unsigned long)(body != NULL ? crc32_update(0, body, len) : 0));
+    return one_piece(sess, "text/plain", answer, (size_t)n);
 }
 
 /* ---- /tick: streams driven by a thread of the module ---- */
@@ -312,6 +349,28 @@ int httpsrv_module_init(httpsrv_server *srv, const char *args)
             fprintf(stderr, "bench_module: GET %s: %s\n", routes[i].path, httpsrv_strerror(err));
             return err;
         }
+    }
+    static const struct {
+        const char *path;
+        httpsrv_handler_fn fn;
+    } pooled[] = {
+        { "/hello/pool", h_hello },
+        { "/gzip10k/pool", h_gzip10k },
+        { "/gzipstream/pool", h_gzipstream },
+        { "/gzipbig/pool", h_gzipbig },
+    };
+    for (size_t i = 0; i < sizeof pooled / sizeof pooled[0]; i++) {
+        err = httpsrv_server_route(srv, "GET", pooled[i].path, HTTPSRV_ROUTE_POOL, pooled[i].fn, NULL);
+        if (err != 0) {
+            fprintf(stderr, "bench_module: GET %s: %s\n", pooled[i].path, httpsrv_strerror(err));
+            return err;
+        }
+    }
+    crc32_init();
+    err = httpsrv_server_route(srv, "POST", "/upload", 0, h_upload, NULL);
+    if (err != 0) {
+        fprintf(stderr, "bench_module: POST /upload: %s\n", httpsrv_strerror(err));
+        return err;
     }
     if (pthread_create(&ticker, NULL, tick_thread, NULL) != 0)
         return EAGAIN;

@@ -113,6 +113,7 @@ build_all() {
     gcc "${CFLAGS_BENCH[@]}" -pthread -o "$b/floor" "$BENCH/floor.c"
     gcc "${CFLAGS_BENCH[@]}" -o "$b/idle_conns" "$BENCH/idle_conns.c" -lssl -lcrypto
     gcc "${CFLAGS_BENCH[@]}" -o "$b/flush_latency" "$BENCH/flush_latency.c"
+    gcc "${CFLAGS_BENCH[@]}" -o "$b/hostile" "$BENCH/hostile.c"
     "$b/corpus" "$WORK/corpus"
     chmod 755 "$WORK" "$WORK/corpus"
 }
@@ -318,7 +319,7 @@ http {
             return s
         end
         local text = slurp("text.txt")
-        local b = { text10k = text:sub(1, 10240), big = slurp("big.bin"), pieces = {} }
+        local b = { text = text, text10k = text:sub(1, 10240), big = slurp("big.bin"), pieces = {} }
         for i = 1, 20 do
             b.pieces[i] = text:sub((i - 1) * 1024 + 1, i * 1024)
         end
@@ -329,7 +330,9 @@ http {
         $listen
         $ssl
 
-        location = /hello {
+        # /X/pool: bench_module.c's routes of that name run on a pool thread; nginx has no
+        # pool threads, the same handlers serve them (bench/hostile.sh).
+        location ~ ^/hello(/pool)?$ {
             default_type text/plain;
             content_by_lua_block { ngx.print("Hello, world!") }
         }
@@ -343,12 +346,12 @@ http {
                 end
             }
         }
-        location = /gzip10k {
+        location ~ ^/gzip10k(/pool)?$ {
             default_type text/html;
             gzip on;
             content_by_lua_block { ngx.print(require("bench").text10k) }
         }
-        location = /gzipstream {
+        location ~ ^/gzipstream(/pool)?$ {
             default_type text/html;
             gzip on;
             content_by_lua_block {
@@ -362,6 +365,48 @@ http {
         location = /big {
             default_type application/octet-stream;
             content_by_lua_block { ngx.print(require("bench").big) }
+        }
+        # bench/hostile.sh: as bench_module.c's POST /upload ("<length> <CRC-32>"). A body over
+        # client_body_buffer_size (16k) is in a temp file; the full collection after each
+        # request keeps the 1 MiB strings read from it from piling up in the lua heap.
+        location = /upload {
+            client_max_body_size 2m;
+            default_type text/plain;
+            content_by_lua_block {
+                ngx.req.read_body()
+                local data = ngx.req.get_body_data()
+                if not data then
+                    local name = ngx.req.get_body_file()
+                    if name then
+                        local f = assert(io.open(name, "rb"))
+                        data = f:read("*a")
+                        f:close()
+                    end
+                end
+                data = data or ""
+                local answer = #data .. " " .. string.format("%.0f", ngx.crc32_long(data)) .. "\n"
+                ngx.header.content_length = #answer
+                ngx.print(answer)
+                data = nil
+                collectgarbage("collect")
+            }
+        }
+        location = /gzipbig/pool {
+            default_type text/html;
+            gzip on;
+            content_by_lua_block {
+                local text = require("bench").text
+                local sent, flushed = 0, 0
+                while sent < 262144 do
+                    local n = math.min(262144 - sent, #text)
+                    ngx.print(text:sub(1, n))
+                    sent = sent + n
+                    if sent - flushed >= 65536 then
+                        ngx.flush()
+                        flushed = sent
+                    end
+                end
+            }
         }
     }
 }
