@@ -16,6 +16,19 @@ fn errors_route_bad_arguments() {
     let r = srv.get("/t/errors");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.raw));
     assert_eq!(r.header("X-Errors"), Some("phase1"));
+    // HTAB and obs-text in a value are accepted and sent as they are.
+    let head = &r.raw[..r.head_len];
+    for field in [
+        &b"\r\nX-Tab: a\tb\tc\r\n"[..],
+        b"\r\nX-Obs: caf\xc3\xa9 \xe2\x82\xac\r\n",
+    ] {
+        assert!(
+            head.windows(field.len()).any(|w| w == field),
+            "{:?} not in {:?}",
+            String::from_utf8_lossy(field),
+            String::from_utf8_lossy(head)
+        );
+    }
     let body = r.text();
     assert_report("/t/errors", &body);
     assert!(body.lines().count() > 100, "too few checks:\n{body}");

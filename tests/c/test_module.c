@@ -703,6 +703,26 @@ static int h_errors(httpsrv_session *s, void *ud)
     chk(r, "header_add_transfer_encoding", httpsrv_response_header_add(s, "Transfer-Encoding", "chunked"), EINVAL);
     chk(r, "header_add_lf_in_value", httpsrv_response_header_add(s, "X-A", "a\nb"), EINVAL);
     chk(r, "header_add_bad_name", httpsrv_response_header_add(s, "Bad Name", "v"), EINVAL);
+    /* every control byte but HTAB is refused (RFC 9110 section 5.5), wherever it is in short
+     * and long values; HTAB and obs-text (0x80 and above) are taken as they are */
+    {
+        static const unsigned char ctl[] = {0x01, 0x08, 0x0b, 0x0c, 0x1b, 0x1f, 0x7f};
+        for (size_t i = 0; i < sizeof ctl; i++) {
+            for (size_t at = 0; at < 3; at++) {
+                char shortv[4] = "abc", longv[24] = "0123456789abcdefghijklm", name[64];
+                shortv[at] = (char)ctl[i];
+                longv[at * 11] = (char)ctl[i];
+                snprintf(name, sizeof name, "header_set_ctl_%02x_at_%zu", ctl[i], at);
+                chk(r, name, httpsrv_response_header_set(s, "X-A", shortv), EINVAL);
+                snprintf(name, sizeof name, "header_add_ctl_%02x_at_%zu_long", ctl[i], at * 11);
+                chk(r, name, httpsrv_response_header_add(s, "X-A", longv), EINVAL);
+                snprintf(name, sizeof name, "status_reason_ctl_%02x_at_%zu", ctl[i], at);
+                chk(r, name, httpsrv_response_status_set(s, 200, shortv), EINVAL);
+            }
+        }
+    }
+    chk(r, "header_set_esc_sequence", httpsrv_response_header_set(s, "X-A", "\x1b[31mred\x1b[0m"), EINVAL);
+    chk(r, "status_reason_htab_obs_text_ok", httpsrv_response_status_set(s, 200, "O\tK \xc3\xa9"), 0);
     chk(r, "header_set_null_sess", httpsrv_response_header_set(NULL, "X-A", "v"), EINVAL);
     chk(r, "header_set_null_name", httpsrv_response_header_set(s, NULL, "v"), EINVAL);
     chk(r, "header_set_null_value", httpsrv_response_header_set(s, "X-A", NULL), EINVAL);
@@ -751,6 +771,9 @@ static int h_errors(httpsrv_session *s, void *ud)
     chk(r, "abort_null_sess", httpsrv_session_abort(NULL), EINVAL);
 
     /* now send the headers and the first part of the report */
+    /* sent as they are (checked by tests/c_api_errors.rs) */
+    chk(r, "header_set_htab_ok", httpsrv_response_header_set(s, "X-Tab", "a\tb\tc"), 0);
+    chk(r, "header_add_obs_text_ok", httpsrv_response_header_add(s, "X-Obs", "caf\xc3\xa9 \xe2\x82\xac"), 0);
     chk(r, "header_set_content_type", httpsrv_response_header_set(s, "Content-Type", "text/plain"), 0);
     chk(r, "header_set_x_errors", httpsrv_response_header_set(s, "X-Errors", "phase1"), 0);
     chk(r, "append_report", httpsrv_response_append(s, r->buf, r->len), 0);
