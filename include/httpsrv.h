@@ -97,6 +97,12 @@ const char *httpsrv_request_path(httpsrv_session *sess);
 // The query after `?`, `""` when none. NULL for a NULL or stale handle.
 const char *httpsrv_request_query(httpsrv_session *sess);
 
+// The request's host: the authority of an absolute-form target (`GET http://host:port/path`,
+// which also replaces the value of the `Host` field, RFC 9112 section 3.2.2), else the `Host`
+// field's value (`""` for an empty one). NULL when there is neither (an HTTP/1.0 request
+// without `Host`), or for a NULL or stale handle.
+const char *httpsrv_request_host(httpsrv_session *sess);
+
 // The HTTP version: `10` or `11`; -1 for a NULL or stale handle.
 int httpsrv_request_version(httpsrv_session *sess);
 

@@ -976,6 +976,12 @@ fn request_line_accepted_forms() {
             200,
             "",
         ),
+        good(
+            "absolute_form_host_replaced",
+            "GET http://x/t/hello HTTP/1.1\r\nHost: elsewhere\r\n\r\n",
+            200,
+            HELLO,
+        ),
     ];
     let srv = Server::start();
     let failures = run_accepted(srv.port(), &cases);

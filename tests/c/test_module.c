@@ -488,6 +488,10 @@ static int h_headers(httpsrv_session *s, void *ud)
     const char *first = httpsrv_request_header(s, "x-multi");
     snprintf(line, sizeof line, "first-x-multi %s\n", first ? first : "(null)");
     append_str(s, line);
+    const char *host = httpsrv_request_host(s), *host_field = httpsrv_request_header(s, "host");
+    snprintf(line, sizeof line, "host %s\nhost-field %s\n", host ? host : "(null)",
+             host_field ? host_field : "(null)");
+    append_str(s, line);
     char peer[128];
     int rp = httpsrv_request_peer(s, peer, sizeof peer);
     snprintf(line, sizeof line, "peer %s %s\n", rp == 0 ? peer : "-", ename(rp));
@@ -667,6 +671,9 @@ static int h_errors(httpsrv_session *s, void *ud)
     chk_null(r, "request_header_absent", httpsrv_request_header(s, "X-Not-There"));
     chk_null(r, "request_header_null_name", httpsrv_request_header(s, NULL));
     chk_null(r, "request_method_null_sess", httpsrv_request_method(NULL));
+    chk_null(r, "request_host_null_sess", httpsrv_request_host(NULL));
+    const char *host = httpsrv_request_host(s), *host_field = httpsrv_request_header(s, "Host");
+    chk_true(r, "request_host_is_host_field", host && host_field && strcmp(host, host_field) == 0);
     chk_int(r, "request_version_null_sess", httpsrv_request_version(NULL), -1);
     size_t cnt = httpsrv_request_header_count(s);
     chk_true(r, "header_count_positive", cnt > 0 && cnt != (size_t)-1);
@@ -845,6 +852,7 @@ static void stale_checks(struct rep *r, httpsrv_session *h)
     chk_null(r, "query", httpsrv_request_query(h));
     chk_int(r, "version", httpsrv_request_version(h), -1);
     chk_null(r, "header", httpsrv_request_header(h, "Host"));
+    chk_null(r, "host", httpsrv_request_host(h));
     chk_u64(r, "header_count", httpsrv_request_header_count(h), (uint64_t)(size_t)-1);
     chk(r, "header_at", httpsrv_request_header_at(h, 0, &n, &v), ESTALE);
     chk_true(r, "header_at_untouched", strcmp(n, "untouched") == 0);

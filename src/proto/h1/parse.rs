@@ -181,7 +181,8 @@ fn incomplete(input: &[u8], buf_len: usize, max: usize) -> Result<Option<usize>,
 /// `MAX_LEADING_EMPTY_LINES` leading empty lines, 505 for a well-formed HTTP version other than
 /// 1.0 and 1.1 (httparse only tells "not 1.0 or 1.1"), targets of visible ASCII only (httparse
 /// lets through obs-text) in a form that suits the method, exactly one valid Host on HTTP/1.1 and
-/// at most one on 1.0, and the Content-Length/Transfer-Encoding framing rules.
+/// at most one on 1.0, the authority of an absolute-form target in place of Host, and the
+/// Content-Length/Transfer-Encoding framing rules.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, HttpError> {
     let mut req = Request::default();
     Ok(parse_head_into(buf, limits, &mut req)?.map(|n| (req, n)))
@@ -283,6 +284,13 @@ pub fn parse_head_into(
     let (path, query) = split_target(method, target)?;
     let mut b = RequestBuilder::new(req, &input[..t.len], capacity, t.fields.len());
     b.target(method, target, path, query);
+    if target.first() != Some(&b'/') {
+        // RFC 9112 section 3.2.2: the authority of an absolute-form target replaces Host
+        // (split_target checked it; the other forms have none).
+        if let Ok((authority, _)) = absolute_form(target) {
+            b.target_authority(authority);
+        }
+    }
     let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
     let mut te = TransferEncoding::default();
@@ -428,29 +436,35 @@ fn split_target<'a>(method: &[u8], target: &'a [u8]) -> Result<(&'a [u8], &'a [u
         b"*" if method == b"OPTIONS" => Ok((target, b"")),
         b"*" => Err(bad("asterisk-form is only for OPTIONS")),
         _ => {
-            // absolute-form: http(s)://authority[/path][?query]
-            let sep = target
-                .windows(3)
-                .position(|w| w == b"://")
-                .ok_or(bad("invalid request target"))?;
-            let scheme = &target[..sep];
-            if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
-                return Err(bad("unsupported URI scheme"));
-            }
-            let rest = &target[sep + 3..];
-            let auth_end = rest
-                .iter()
-                .position(|&b| b == b'/' || b == b'?')
-                .unwrap_or(rest.len());
-            let authority = &rest[..auth_end];
-            // userinfo ('@') is refused as RFC 9110 section 4.2.4 advises.
-            if authority.is_empty() || !all_in(authority, HOST) {
-                return Err(bad("invalid authority in request target"));
-            }
-            let (path, query) = path_query(&rest[auth_end..]);
+            let (_, rest) = absolute_form(target)?;
+            let (path, query) = path_query(rest);
             Ok((if path.is_empty() { b"/" } else { path }, query))
         }
     }
+}
+
+/// The authority of an absolute-form target, `http(s)://authority[/path][?query]`, and what
+/// follows it.
+fn absolute_form(target: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
+    let sep = target
+        .windows(3)
+        .position(|w| w == b"://")
+        .ok_or(bad("invalid request target"))?;
+    let scheme = &target[..sep];
+    if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+        return Err(bad("unsupported URI scheme"));
+    }
+    let rest = &target[sep + 3..];
+    let auth_end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = &rest[..auth_end];
+    // userinfo ('@') is refused as RFC 9110 section 4.2.4 advises.
+    if authority.is_empty() || !all_in(authority, HOST) {
+        return Err(bad("invalid authority in request target"));
+    }
+    Ok((authority, &rest[auth_end..]))
 }
 
 /// Content-Length: 1*DIGIT, possibly repeated (in several fields or a comma list) as long as every
@@ -592,7 +606,7 @@ mod tests {
             ));
         }
         format!(
-            "{} {} {} {} v{} {:?} ka={} ec={} head={} len={} host={:?} [{}]",
+            "{} {} {} {} v{} {:?} ka={} ec={} head={} len={} host={:?} {:?} [{}]",
             r.method(),
             r.target(),
             r.path(),
@@ -604,14 +618,17 @@ mod tests {
             r.is_head(),
             r.head_len(),
             r.header(b"host"),
+            r.host(),
             fields.join(" ")
         )
     }
 
     #[test]
     fn a_reused_request_keeps_nothing_of_the_earlier_ones() {
-        let heads: [&[u8]; 5] = [
+        let heads: [&[u8]; 7] = [
             b"POST /a/long/path/with/segments?and=a&long=query HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nX-One: 1\r\nX-Two: 2\r\nExpect: 100-continue\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET http://abs.example/p HTTP/1.0\r\n\r\n",
             b"GET / HTTP/1.0\r\n\r\n",
             b"GET /bad HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             b"HEAD /h?q HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -965,6 +982,124 @@ mod tests {
             assert_eq!(req.target(), target);
             assert_eq!(req.path(), path, "{target}");
             assert_eq!(req.query(), query, "{target}");
+        }
+    }
+
+    /// RFC 9112 section 3.2.2: the authority of an absolute-form target replaces Host, and is
+    /// the request's host; otherwise the host is the Host field, if any.
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        /// (head, host, the Host field's value, path, query)
+        type Case = (
+            &'static [u8],
+            Option<&'static str>,
+            Option<&'static str>,
+            &'static str,
+            &'static str,
+        );
+        let cases: &[Case] = &[
+            (
+                b"GET http://example.test/path HTTP/1.1\r\nHost: other\r\n\r\n",
+                Some("example.test"),
+                Some("example.test"),
+                "/path",
+                "",
+            ),
+            (
+                b"GET http://a:8080/p/q?x=1 HTTP/1.1\r\nX: 1\r\nhost: b:80\r\nY: 2\r\n\r\n",
+                Some("a:8080"),
+                Some("a:8080"),
+                "/p/q",
+                "x=1",
+            ),
+            // The authority ends at a '?' or at the end of the target, which stay whole.
+            (
+                b"GET https://h?q HTTP/1.1\r\nHost: other\r\n\r\n",
+                Some("h"),
+                Some("h"),
+                "/",
+                "q",
+            ),
+            (
+                b"GET HTTP://[::1]:8 HTTP/1.1\r\nHost:\r\n\r\n",
+                Some("[::1]:8"),
+                Some("[::1]:8"),
+                "/",
+                "",
+            ),
+            // HTTP/1.0 may send no Host: the authority is still the host.
+            (
+                b"GET http://a/p HTTP/1.0\r\n\r\n",
+                Some("a"),
+                None,
+                "/p",
+                "",
+            ),
+            (
+                b"GET http://a/p HTTP/1.0\r\nHost: b\r\n\r\n",
+                Some("a"),
+                Some("a"),
+                "/p",
+                "",
+            ),
+            // Other forms: the Host field.
+            (
+                b"GET /p?q HTTP/1.1\r\nHost: other\r\n\r\n",
+                Some("other"),
+                Some("other"),
+                "/p",
+                "q",
+            ),
+            (
+                b"GET /p HTTP/1.1\r\nHost:\r\n\r\n",
+                Some(""),
+                Some(""),
+                "/p",
+                "",
+            ),
+            (b"GET /p HTTP/1.0\r\n\r\n", None, None, "/p", ""),
+            (
+                b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+                Some("h"),
+                Some("h"),
+                "*",
+                "",
+            ),
+            (
+                b"CONNECT a:443 HTTP/1.1\r\nHost: b:443\r\n\r\n",
+                Some("b:443"),
+                Some("b:443"),
+                "",
+                "",
+            ),
+        ];
+        // SAFETY: only given the `*_c` strings of the live `req`, which are NUL-terminated.
+        let c = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
+        let mut reused = Request::default();
+        for &(head, host, field, path, query) in cases {
+            let what = String::from_utf8_lossy(head);
+            for req in [parse_ok(head), {
+                parse_head_into(head, &LIMITS, &mut reused).unwrap();
+                reused.clone()
+            }] {
+                assert_eq!(req.host(), host.map(str::as_bytes), "{what}");
+                assert_eq!(req.header(b"Host"), field.map(str::as_bytes), "{what}");
+                assert_eq!((req.path(), req.query()), (path, query), "{what}");
+                assert_eq!(req.host_c().map(c), host.map(|h| h.as_bytes().to_vec()));
+                assert_eq!(
+                    req.header_c(b"host").map(c),
+                    field.map(|h| h.as_bytes().to_vec())
+                );
+                // Every other string is whole.
+                assert_eq!(c(req.target_c()), req.target().as_bytes(), "{what}");
+                assert_eq!(c(req.path_c()), path.as_bytes(), "{what}");
+                assert_eq!(c(req.query_c()), query.as_bytes(), "{what}");
+                for i in 0..req.header_count() {
+                    let (name, value) = req.header_at(i).unwrap();
+                    let (name_c, value_c) = req.header_at_c(i).unwrap();
+                    assert_eq!((c(name_c), c(value_c)), (name.to_vec(), value.to_vec()));
+                }
+            }
         }
     }
 
