@@ -28,7 +28,8 @@ pub fn is_field_byte(b: u8) -> bool {
 /// The grammar read front to back over the whole input; the first violation in stream order
 /// decides the status:
 ///   chunked-body = *chunk last-chunk trailer-section CRLF
-///   chunk        = 1*HEXDIG [ *WS ";" ext-bytes ] CRLF data CRLF     (size line <= 4096 bytes)
+///   chunk        = 1*HEXDIG *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )
+///                  CRLF data CRLF                                    (size line <= 4096 bytes)
 ///   trailer      = *( tchar+ ":" field-bytes* CRLF )                 (section <= 16384 bytes)
 /// A size that overflows 64 bits is 400, a body past `max` 413 (at the end of its size line),
 /// a trailer section past its bound 431.
@@ -65,25 +66,74 @@ pub fn reference(input: &[u8], max: u64) -> Outcome {
         if digits == 0 {
             return Error(400);
         }
+        // The extensions: whitespace (BWS) only before ';' and around '='.
         let mut ws = false;
         while matches!(line_byte!(), b' ' | b'\t') {
             ws = true;
             p += 1;
         }
-        if line_byte!() == b';' {
-            p += 1;
-            loop {
-                let b = line_byte!();
-                if b == b'\r' {
-                    break;
-                }
-                if !is_field_byte(b) {
-                    return Error(400);
-                }
+        loop {
+            match line_byte!() {
+                b'\r' if !ws => break,
+                b';' => p += 1,
+                _ => return Error(400),
+            }
+            while matches!(line_byte!(), b' ' | b'\t') {
                 p += 1;
             }
-        } else if ws {
-            return Error(400);
+            let mut name = 0;
+            while is_tchar(line_byte!()) {
+                name += 1;
+                p += 1;
+            }
+            if name == 0 {
+                return Error(400);
+            }
+            ws = false;
+            while matches!(line_byte!(), b' ' | b'\t') {
+                ws = true;
+                p += 1;
+            }
+            if line_byte!() != b'=' {
+                continue;
+            }
+            p += 1;
+            while matches!(line_byte!(), b' ' | b'\t') {
+                p += 1;
+            }
+            if line_byte!() == b'"' {
+                p += 1;
+                loop {
+                    match line_byte!() {
+                        b'"' => break,
+                        // quoted-pair: a backslash and any field byte.
+                        b'\\' => {
+                            p += 1;
+                            if !is_field_byte(line_byte!()) {
+                                return Error(400);
+                            }
+                        }
+                        b if is_field_byte(b) => {}
+                        _ => return Error(400),
+                    }
+                    p += 1;
+                }
+                p += 1;
+            } else {
+                let mut value = 0;
+                while is_tchar(line_byte!()) {
+                    value += 1;
+                    p += 1;
+                }
+                if value == 0 {
+                    return Error(400);
+                }
+            }
+            ws = false;
+            while matches!(line_byte!(), b' ' | b'\t') {
+                ws = true;
+                p += 1;
+            }
         }
         if line_byte!() != b'\r' {
             return Error(400);

@@ -177,7 +177,8 @@ fn incomplete(input: &[u8], buf_len: usize, max: usize) -> Result<Option<usize>,
 /// httparse does the tokenizing and the byte-class checks it shares with RFC 9112 (token method
 /// and field names, single SP separators, target bytes, field-value bytes without CTLs or DEL,
 /// CRLF or bare LF line ends, no bare CR, no obs-fold, no whitespace before a colon, the field
-/// count). On top of it: the size limit on incomplete heads (414/431), at most
+/// count). On top of it: CRLF line ends only (a bare LF, which httparse takes, is a 400, before
+/// the request line too), the size limit on incomplete heads (414/431), at most
 /// `MAX_LEADING_EMPTY_LINES` leading empty lines, 505 for a well-formed HTTP version other than
 /// 1.0 and 1.1 (httparse only tells "not 1.0 or 1.1"), targets of visible ASCII only (httparse
 /// lets through obs-text) in a form that suits the method, exactly one valid Host on HTTP/1.1 and
@@ -203,7 +204,7 @@ pub fn parse_head_into(
     loop {
         match buf.get(start) {
             None => return Ok(None),
-            Some(b'\n') => start += 1,
+            Some(b'\n') => return Err(bad("bare LF before request line")),
             Some(b'\r') => match buf.get(start + 1) {
                 None => return Ok(None),
                 Some(b'\n') => start += 2,
@@ -298,9 +299,23 @@ pub fn parse_head_into(
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
 
+    // httparse takes a bare LF as a line end; RFC 9112 section 2.2 only allows it, and a field
+    // after one is hidden from a reader that ends lines at CRLF alone: every LF of the head must
+    // follow a CR. httparse refuses a CR anywhere but before an LF and an LF anywhere but at a
+    // line end, and a field line starts right after the previous line's end, so checking the
+    // byte two before each field name (the end of the request line or of the field before),
+    // two before the end of the last field line, and the final empty line covers every line.
+    let line_end_cr = |end: usize| end.checked_sub(2).and_then(|at| input.get(at)) == Some(&b'\r');
+    if !(line_end_cr(t.len) && line_end_cr(t.len.saturating_sub(2))) {
+        return Err(bad("bare LF as line end"));
+    }
     for field in t.fields {
         // Trimmed of SP/HTAB by httparse.
         let (name, value) = (field.name.as_bytes(), field.value);
+        let name_at = (name.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
+        if !line_end_cr(name_at) {
+            return Err(bad("bare LF as line end"));
+        }
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 hosts += 1;
@@ -680,10 +695,25 @@ mod tests {
     fn request_table() {
         // (request head, expected status: 0 = parsed)
         let cases: &[(&[u8], u16)] = &[
-            // line endings
+            // line endings: CRLF only, a bare LF ends no line (a field after one would be
+            // hidden from a reader that takes CRLF alone as a line end)
             (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
-            (b"GET / HTTP/1.1\nHost: a\n\n", 0),
-            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", 0),
+            (b"GET / HTTP/1.1\nHost: a\n\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", 400),
+            (b"GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\n", 400),
+            (b"GET / HTTP/1.0\n\r\n", 400),
+            (b"GET / HTTP/1.0\r\n\n", 400),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nDummy: x\nContent-Length: 5\r\n\r\n",
+                400,
+            ),
+            (b"GET / HTTP/1.1\r\nDummy: x\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX:\nY: 1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b \t\nY: 1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b \t\r\nY:\t\r\n\r\n", 0),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\n c\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\n\r\n", 400),
             (b"GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a\r\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400),
@@ -691,7 +721,9 @@ mod tests {
             (b"GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", 400),
             // leading empty lines
             (b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
-            (b"\n\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+            (b"\n\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             (b"\r\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             (
                 b"\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -1198,7 +1230,7 @@ mod tests {
             b"GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n",
             b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
             b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
-            b"GET / HTTP/1.1\nHost: h\nA:\nB: x \t\nC:\t y:z?w \n\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nA:\r\nB: x \t\r\nC:\t y:z?w \r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: h\r\nE:\r\nF:   \r\nG: \xe9t\xe9\r\n\r\n",
             b"\r\nGET /a HTTP/1.0\r\nX:1\r\n\r\n",
             b"GET /%3F?%3F HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
@@ -1235,6 +1267,37 @@ mod tests {
         assert_eq!(req.header(b"c"), Some(&b"y:z?w"[..]));
     }
 
+    /// Every line of a head ends with CRLF: dropping the CR of any one of them, in heads whose
+    /// fields fit the slots on the stack and in one that needs the heap, is refused.
+    #[test]
+    fn a_bare_lf_ends_no_line() {
+        let mut many = b"POST /p HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..40 {
+            many.extend_from_slice(format!("X-{i}: {}\r\n", "v ".repeat(i % 3)).as_bytes());
+        }
+        many.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        let heads: [&[u8]; 4] = [
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"\r\nGET /a?b HTTP/1.1\r\nHost: h\r\nE:\r\nW: \t\r\nX: y \t\r\n\r\n",
+            &many,
+        ];
+        for head in heads {
+            assert_eq!(status_with(head, &LIMITS), 0);
+            for (at, _) in head.windows(2).enumerate().filter(|(_, w)| w == b"\r\n") {
+                let mut buf = head.to_vec();
+                buf.remove(at);
+                assert_eq!(
+                    status_with(&buf, &LIMITS),
+                    400,
+                    "CR at {at} dropped: {:?}",
+                    String::from_utf8_lossy(&buf)
+                );
+                check_incremental(&buf, &LIMITS);
+            }
+        }
+    }
+
     #[test]
     fn incomplete_heads() {
         let full = b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n";
@@ -1262,11 +1325,11 @@ mod tests {
         assert_eq!(n2, second.len());
         assert_eq!(req2.path(), "/b");
 
-        // Back to back with no body, and bare-LF endings.
-        let mut buf = b"GET /1 HTTP/1.1\nHost: h\n\n".to_vec();
+        // Back to back with no body.
+        let mut buf = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n".to_vec();
         buf.extend_from_slice(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
         let (r1, n1) = parse_head(&buf, &LIMITS).unwrap().unwrap();
-        assert_eq!((r1.path(), n1), ("/1", 25));
+        assert_eq!((r1.path(), n1), ("/1", 28));
         let (r2, n2) = parse_head(&buf[n1..], &LIMITS).unwrap().unwrap();
         assert_eq!((r2.path(), n1 + n2), ("/2", buf.len()));
 
@@ -1502,10 +1565,9 @@ mod tests {
                 prop::sample::select(vec!["GET", "POST", "HEAD", "PUT", "X-CUSTOM"]),
                 "/[!-~]{0,30}",
                 prop::collection::vec((name, value), 0..8),
-                any::<bool>(),
             )
-                .prop_map(|(method, target, fields, crlf)| {
-                    let eol = if crlf { "\r\n" } else { "\n" };
+                .prop_map(|(method, target, fields)| {
+                    let eol = "\r\n";
                     let mut s = format!("{method} {target} HTTP/1.1{eol}Host: h{eol}");
                     for (n, v) in fields {
                         // Keep the framing fields out: their values are random.
