@@ -107,42 +107,53 @@ static VALUE_BYTE: [bool; 256] = {
     t
 };
 
-/// Whether a word may hold a byte outside `VALUE_BYTE`: one below 0x20 (HTAB included) or DEL.
-/// Exact as a yes/no answer (the borrows of the subtractions only reach bytes above one that
-/// matched), so an allowed word costs no byte-wise look.
-macro_rules! word_suspect {
+/// The high bit of each byte of a word that is below 0x20 (HTAB included) or DEL, exactly:
+/// sums of the low seven bits, which never carry into the next byte.
+macro_rules! suspect_bytes {
     ($ty:ty, $w:expr) => {{
         const ONES: $ty = <$ty>::MAX / 0xff;
-        const HIGHS: $ty = ONES * 0x80;
         let w: $ty = $w;
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
-        let del = w ^ (ONES * 0x7f);
-        let del = del.wrapping_sub(ONES) & !del;
-        (below_space | del) & HIGHS != 0
+        let low = w & (ONES * 0x7f);
+        // High bit set: low >= 0x20, and low == 0x7f.
+        let (at_least_space, del) = (low + ONES * 0x60, low + ONES);
+        (!at_least_space | del) & !w & (ONES * 0x80)
     }};
 }
 
 /// Checks `v` against `VALUE_BYTE`. It runs for every field a module sets, so it looks at a
 /// word at a time: 8 bytes (the last word overlapping the one before), two overlapping 4-byte
-/// words for 4 to 7 bytes, and the table only for shorter values and for a word that may hold
-/// a refused byte (a value with an HTAB: rare).
+/// words for 4 to 7 bytes; the table only for shorter values and for a value with a suspect
+/// byte (a refused one or an HTAB: rare).
+#[inline(always)]
 pub(crate) fn valid_value(v: &[u8]) -> bool {
-    let suspect = if let Some(last) = v.last_chunk::<8>() {
-        let mut words = v.chunks_exact(8);
-        let mut any = words.any(|w| {
-            <[u8; 8]>::try_from(w).is_ok_and(|w| word_suspect!(u64, u64::from_ne_bytes(w)))
-        });
-        if !words.remainder().is_empty() {
-            any = any || word_suspect!(u64, u64::from_ne_bytes(*last));
-        }
-        any
-    } else if let (Some(first), Some(last)) = (v.first_chunk::<4>(), v.last_chunk::<4>()) {
-        word_suspect!(u32, u32::from_ne_bytes(*first))
-            || word_suspect!(u32, u32::from_ne_bytes(*last))
-    } else {
-        true
+    let word = |at: usize| {
+        v.get(at..)
+            .and_then(|w| w.first_chunk::<8>())
+            .map_or(0, |w| u64::from_ne_bytes(*w))
     };
-    !suspect || v.iter().all(|&b| VALUE_BYTE[usize::from(b)])
+    let n = v.len();
+    let suspect = if n >= 8 {
+        let mut acc = 0;
+        let mut at = 0;
+        while at + 8 < n {
+            acc |= suspect_bytes!(u64, word(at));
+            at += 8;
+        }
+        acc | suspect_bytes!(u64, word(n - 8))
+    } else if let (Some(first), Some(last)) = (v.first_chunk::<4>(), v.last_chunk::<4>()) {
+        let first = suspect_bytes!(u32, u32::from_ne_bytes(*first));
+        u64::from(first | suspect_bytes!(u32, u32::from_ne_bytes(*last)))
+    } else {
+        return v.iter().all(|&b| VALUE_BYTE[usize::from(b)]);
+    };
+    suspect == 0 || valid_bytes(v)
+}
+
+/// `valid_value` byte by byte.
+#[cold]
+#[inline(never)]
+fn valid_bytes(v: &[u8]) -> bool {
+    v.iter().all(|&b| VALUE_BYTE[usize::from(b)])
 }
 
 /// A handler's Content-Length value: one number, whitespace around it allowed.
