@@ -574,7 +574,7 @@ fn framing_bad_chunks_refused() {
     let long_quoted_ext = format!("5;e=\"{}\"\r\nhello\r\n0\r\n\r\n", "q ".repeat(2500));
     let many_trailers = format!("0\r\n{}\r\n", "X-T: t\r\n".repeat(3000));
     let big_trailer = format!("0\r\nX-Big: {}\r\n\r\n", "t".repeat(20_000));
-    let cases = vec![
+    let mut cases = vec![
         case("size_0x_prefix", chunked("0x5\r\nhello\r\n0\r\n\r\n"), B),
         case("size_0X_prefix", chunked("0X5\r\nhello\r\n0\r\n\r\n"), B),
         case("size_plus", chunked("+5\r\nhello\r\n0\r\n\r\n"), B),
@@ -618,89 +618,9 @@ fn framing_bad_chunks_refused() {
             B,
         ),
         case("ext_nul", chunked("5;a\x00b\r\nhello\r\n0\r\n\r\n"), B),
-        // Extensions follow the grammar (RFC 9112 section 7.1.1):
-        // *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ).
-        case("ext_empty", chunked("2;\r\nhi\r\n0\r\n\r\n"), B),
-        case(
-            "ext_empty_name_and_value",
-            chunked("2;=\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case("ext_empty_name", chunked("2;=v\r\nhi\r\n0\r\n\r\n"), B),
-        case("ext_only_space", chunked("2; \r\nhi\r\n0\r\n\r\n"), B),
-        case("ext_empty_after_one", chunked("2;a;\r\nhi\r\n0\r\n\r\n"), B),
         case(
             "ext_empty_on_last_chunk",
             chunked("2\r\nhi\r\n0;\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_space_after_name",
-            chunked("2;a \r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_space_inside_name",
-            chunked("2;a b\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case("ext_empty_value", chunked("2;a=\r\nhi\r\n0\r\n\r\n"), B),
-        case("ext_two_equals", chunked("2;a=b=c\r\nhi\r\n0\r\n\r\n"), B),
-        case(
-            "ext_space_inside_value",
-            chunked("2;a=b c\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case("ext_name_not_token", chunked("2;a@b\r\nhi\r\n0\r\n\r\n"), B),
-        case(
-            "ext_value_not_token",
-            chunked("2;a=b/c\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_name_obs_text",
-            chunked("2;caf\u{e9}\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_unclosed_quote",
-            chunked("2;a=\"x\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case("ext_lone_quote", chunked("2;a=\"\r\nhi\r\n0\r\n\r\n"), B),
-        case(
-            "ext_quote_closed_by_escape",
-            chunked("2;a=\"x\\\"\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_junk_after_quote",
-            chunked("2;a=\"x\"y\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_quoted_control",
-            chunked("2;a=\"x\x01y\"\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_quoted_del",
-            chunked("2;a=\"x\x7fy\"\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_quoted_pair_control",
-            chunked("2;a=\"x\\\x01\"\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_quoted_bare_lf",
-            chunked("2;a=\"x\ny\"\r\nhi\r\n0\r\n\r\n"),
-            B,
-        ),
-        case(
-            "ext_quoted_bare_cr",
-            chunked("2;a=\"x\ry\"\r\nhi\r\n0\r\n\r\n"),
             B,
         ),
         // A quote left open to the next line would swallow the chunk that follows for a reader
@@ -740,6 +660,38 @@ fn framing_bad_chunks_refused() {
             &[400, 413, 431],
         ),
     ];
+    // Extensions follow the grammar (RFC 9112 section 7.1.1):
+    // *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ).
+    for (name, ext) in [
+        ("ext_empty", ";"),
+        ("ext_empty_name_and_value", ";="),
+        ("ext_empty_name", ";=v"),
+        ("ext_only_space", "; "),
+        ("ext_empty_after_one", ";a;"),
+        ("ext_space_after_name", ";a "),
+        ("ext_space_inside_name", ";a b"),
+        ("ext_empty_value", ";a="),
+        ("ext_two_equals", ";a=b=c"),
+        ("ext_space_inside_value", ";a=b c"),
+        ("ext_name_not_token", ";a@b"),
+        ("ext_value_not_token", ";a=b/c"),
+        ("ext_name_obs_text", ";caf\u{e9}"),
+        ("ext_unclosed_quote", ";a=\"x"),
+        ("ext_lone_quote", ";a=\""),
+        ("ext_quote_closed_by_escape", ";a=\"x\\\""),
+        ("ext_junk_after_quote", ";a=\"x\"y"),
+        ("ext_quoted_control", ";a=\"x\x01y\""),
+        ("ext_quoted_del", ";a=\"x\x7fy\""),
+        ("ext_quoted_pair_control", ";a=\"x\\\x01\""),
+        ("ext_quoted_bare_lf", ";a=\"x\ny\""),
+        ("ext_quoted_bare_cr", ";a=\"x\ry\""),
+    ] {
+        cases.push(case(
+            name,
+            chunked(&format!("2{ext}\r\nhi\r\n0\r\n\r\n")),
+            B,
+        ));
+    }
     let srv = Server::start();
     let mut failures = run_refusals(srv.port(), &cases);
     assert_nothing_hidden_ran(&srv, &mut failures);

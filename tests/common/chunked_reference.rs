@@ -67,40 +67,42 @@ pub fn reference(input: &[u8], max: u64) -> Outcome {
             return Error(400);
         }
         // The extensions: whitespace (BWS) only before ';' and around '='.
-        let mut ws = false;
-        while matches!(line_byte!(), b' ' | b'\t') {
-            ws = true;
-            p += 1;
+        macro_rules! skip_ws {
+            () => {{
+                let mut ws = false;
+                while matches!(line_byte!(), b' ' | b'\t') {
+                    ws = true;
+                    p += 1;
+                }
+                ws
+            }};
         }
+        macro_rules! token {
+            () => {{
+                let from = p;
+                while is_tchar(line_byte!()) {
+                    p += 1;
+                }
+                if p == from {
+                    return Error(400);
+                }
+            }};
+        }
+        let mut ws = skip_ws!();
         loop {
             match line_byte!() {
                 b'\r' if !ws => break,
                 b';' => p += 1,
                 _ => return Error(400),
             }
-            while matches!(line_byte!(), b' ' | b'\t') {
-                p += 1;
-            }
-            let mut name = 0;
-            while is_tchar(line_byte!()) {
-                name += 1;
-                p += 1;
-            }
-            if name == 0 {
-                return Error(400);
-            }
-            ws = false;
-            while matches!(line_byte!(), b' ' | b'\t') {
-                ws = true;
-                p += 1;
-            }
+            skip_ws!();
+            token!();
+            ws = skip_ws!();
             if line_byte!() != b'=' {
                 continue;
             }
             p += 1;
-            while matches!(line_byte!(), b' ' | b'\t') {
-                p += 1;
-            }
+            skip_ws!();
             if line_byte!() == b'"' {
                 p += 1;
                 loop {
@@ -120,20 +122,9 @@ pub fn reference(input: &[u8], max: u64) -> Outcome {
                 }
                 p += 1;
             } else {
-                let mut value = 0;
-                while is_tchar(line_byte!()) {
-                    value += 1;
-                    p += 1;
-                }
-                if value == 0 {
-                    return Error(400);
-                }
+                token!();
             }
-            ws = false;
-            while matches!(line_byte!(), b' ' | b'\t') {
-                ws = true;
-                p += 1;
-            }
+            ws = skip_ws!();
         }
         if line_byte!() != b'\r' {
             return Error(400);
