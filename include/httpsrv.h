@@ -97,6 +97,12 @@ const char *httpsrv_request_path(httpsrv_session *sess);
 // The query after `?`, `""` when none. NULL for a NULL or stale handle.
 const char *httpsrv_request_query(httpsrv_session *sess);
 
+// The request's host: the authority of an absolute-form target (`GET http://host:port/path`,
+// which also replaces the value of the `Host` field, RFC 9112 section 3.2.2), else the `Host`
+// field's value (`""` for an empty one). NULL when there is neither (an HTTP/1.0 request
+// without `Host`), or for a NULL or stale handle.
+const char *httpsrv_request_host(httpsrv_session *sess);
+
 // The HTTP version: `10` or `11`; -1 for a NULL or stale handle.
 int httpsrv_request_version(httpsrv_session *sess);
 
@@ -153,17 +159,20 @@ const char *httpsrv_request_scheme(httpsrv_session *sess);
 const char *httpsrv_request_tls(httpsrv_session *sess, const char *what);
 
 // Sets the status (200 by default) and reason phrase (`reason` NULL: the standard phrase).
-// Errors: `EINVAL` status outside 200..=999 or a reason with CR, LF or NUL;
-// `EALREADY` once headers are sent.
+// Errors: `EINVAL` status outside 200..=999, or a reason with a control byte other than HTAB
+// (0x01-0x08, 0x0a-0x1f among them CR, LF and ESC, or DEL 0x7f; RFC 9112 section 4: HTAB, SP,
+// visible ASCII and bytes from 0x80 are allowed); `EALREADY` once headers are sent.
 //
 // # Safety
 // `reason` is NULL or a NUL-terminated string.
 int httpsrv_response_status_set(httpsrv_session *sess, int status, const char *reason);
 
 // Replaces every field named `name` with one `name: value`.
-// Errors: `EINVAL` a name that is not an RFC 9110 token, a value with CR, LF or NUL, a
-// malformed `Content-Length`, or `Transfer-Encoding` (the library owns framing);
-// `EALREADY` once headers are sent.
+// Errors: `EINVAL` a name that is not an RFC 9110 token, a value with a control byte other
+// than HTAB (0x01-0x08, 0x0a-0x1f among them CR, LF and ESC, or DEL 0x7f; RFC 9110 section
+// 5.5: HTAB, SP, visible ASCII and bytes from 0x80 are allowed and sent unchanged), a
+// malformed `Content-Length`, or `Transfer-Encoding` (the library owns framing); `EALREADY`
+// once headers are sent.
 //
 // # Safety
 // `name` and `value` are NULL or NUL-terminated strings.

@@ -16,6 +16,19 @@ fn errors_route_bad_arguments() {
     let r = srv.get("/t/errors");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.raw));
     assert_eq!(r.header("X-Errors"), Some("phase1"));
+    // HTAB and obs-text in a value are accepted and sent as they are.
+    let head = &r.raw[..r.head_len];
+    for field in [
+        &b"\r\nX-Tab: a\tb\tc\r\n"[..],
+        b"\r\nX-Obs: caf\xc3\xa9 \xe2\x82\xac\r\n",
+    ] {
+        assert!(
+            head.windows(field.len()).any(|w| w == field),
+            "{:?} not in {:?}",
+            String::from_utf8_lossy(field),
+            String::from_utf8_lossy(head)
+        );
+    }
     let body = r.text();
     assert_report("/t/errors", &body);
     assert!(body.lines().count() > 100, "too few checks:\n{body}");
@@ -401,5 +414,81 @@ fn logger_receives_library_errors() {
             srv.output()
         );
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `httpsrv_request_host` and the `Host` field (RFC 9112 section 3.2.2): the authority of an
+/// absolute-form target replaces Host; `httpsrv_request_path` is the target's path.
+#[test]
+fn request_host_from_absolute_form_target() {
+    let srv = Server::start();
+    // (request head, host, Host field, path, query)
+    let cases = [
+        (
+            "GET http://example.test/t/headers HTTP/1.1\r\nHost: other\r\n\r\n",
+            "example.test",
+            "example.test",
+            "/t/headers",
+            "",
+        ),
+        (
+            "GET HTTP://example.test:8080/t/headers?a=1 HTTP/1.1\r\nX-A: 1\r\nHost: other\r\n\r\n",
+            "example.test:8080",
+            "example.test:8080",
+            "/t/headers",
+            "a=1",
+        ),
+        (
+            "GET http://example.test/t/headers HTTP/1.0\r\n\r\n",
+            "example.test",
+            "(null)",
+            "/t/headers",
+            "",
+        ),
+        (
+            "GET /t/headers?b HTTP/1.1\r\nHost: plain.test\r\n\r\n",
+            "plain.test",
+            "plain.test",
+            "/t/headers",
+            "b",
+        ),
+        (
+            "GET /t/headers HTTP/1.1\r\nHost:\r\n\r\n",
+            "",
+            "",
+            "/t/headers",
+            "",
+        ),
+        (
+            "GET /t/headers HTTP/1.0\r\n\r\n",
+            "(null)",
+            "(null)",
+            "/t/headers",
+            "",
+        ),
+    ];
+    for (head, host, field, path, query) in cases {
+        let mut c = Conn::open(srv.port());
+        c.send_str(head);
+        let r = c.read_response(false);
+        let t = r.text();
+        assert_eq!(r.status, 200, "{head:?}: {t}");
+        for want in [
+            format!("\nhost {host}\n"),
+            format!("\nhost-field {field}\n"),
+            format!("\npath {path}\n"),
+            format!("\nquery {query}\n"),
+        ] {
+            assert!(t.contains(&want), "{head:?}: {want:?} not in\n{t}");
+        }
+        // The field list shows the replaced value too.
+        if field != "(null)" {
+            assert!(
+                t.lines()
+                    .any(|l| l.eq_ignore_ascii_case(&format!("h host: {field} (0)"))),
+                "{head:?}: {t}"
+            );
+            assert!(!t.contains("other"), "{head:?}: {t}");
+        }
     }
 }

@@ -571,8 +571,10 @@ fn framing_content_length_and_transfer_encoding_refused() {
 fn framing_bad_chunks_refused() {
     const B: &[u16] = &[400];
     let long_ext = format!("5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(5000));
+    let long_quoted_ext = format!("5;e=\"{}\"\r\nhello\r\n0\r\n\r\n", "q ".repeat(2500));
+    let many_trailers = format!("0\r\n{}\r\n", "X-T: t\r\n".repeat(3000));
     let big_trailer = format!("0\r\nX-Big: {}\r\n\r\n", "t".repeat(20_000));
-    let cases = vec![
+    let mut cases = vec![
         case("size_0x_prefix", chunked("0x5\r\nhello\r\n0\r\n\r\n"), B),
         case("size_0X_prefix", chunked("0X5\r\nhello\r\n0\r\n\r\n"), B),
         case("size_plus", chunked("+5\r\nhello\r\n0\r\n\r\n"), B),
@@ -616,8 +618,21 @@ fn framing_bad_chunks_refused() {
             B,
         ),
         case("ext_nul", chunked("5;a\x00b\r\nhello\r\n0\r\n\r\n"), B),
+        case(
+            "ext_empty_on_last_chunk",
+            chunked("2\r\nhi\r\n0;\r\n\r\n"),
+            B,
+        ),
+        // A quote left open to the next line would swallow the chunk that follows for a reader
+        // that lets quoted strings span lines.
+        case(
+            "ext_quote_across_lines",
+            chunked("2;a=\"\r\nhi\r\n0;b=\"\r\n\r\n"),
+            B,
+        ),
         // Extensions are ignored but bounded.
         case("ext_too_long", long_ext, B),
+        case("ext_too_long_quoted", long_quoted_ext, B),
         // Trailers are checked like fields.
         case("trailer_no_colon", chunked("0\r\nX-T v\r\n\r\n"), B),
         case("trailer_obs_fold", chunked("0\r\nX-T: a\r\n b\r\n\r\n"), B),
@@ -630,9 +645,53 @@ fn framing_bad_chunks_refused() {
         case("trailer_bare_lf", chunked("0\r\nX-T: a\n\r\n"), B),
         case("trailer_bare_cr", chunked("0\r\nX-T: a\rb\r\n\r\n"), B),
         case("trailer_nul", chunked("0\r\nX-T: a\x00b\r\n\r\n"), B),
+        case("trailer_del", chunked("0\r\nX-T: a\x7fb\r\n\r\n"), B),
+        case("trailer_bare_lf_final", chunked("0\r\nX-T: a\r\n\n"), B),
+        case(
+            "trailer_bare_lf_before_field",
+            chunked("0\r\nX-T: a\nX-U: b\r\n\r\n"),
+            B,
+        ),
         // Trailers are bounded; the issue names no status, so any 4xx refusal of the three below.
         case("trailer_too_large", chunked(&big_trailer), &[400, 413, 431]),
+        case(
+            "trailer_too_many_lines",
+            chunked(&many_trailers),
+            &[400, 413, 431],
+        ),
     ];
+    // Extensions follow the grammar (RFC 9112 section 7.1.1):
+    // *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ).
+    for (name, ext) in [
+        ("ext_empty", ";"),
+        ("ext_empty_name_and_value", ";="),
+        ("ext_empty_name", ";=v"),
+        ("ext_only_space", "; "),
+        ("ext_empty_after_one", ";a;"),
+        ("ext_space_after_name", ";a "),
+        ("ext_space_inside_name", ";a b"),
+        ("ext_empty_value", ";a="),
+        ("ext_two_equals", ";a=b=c"),
+        ("ext_space_inside_value", ";a=b c"),
+        ("ext_name_not_token", ";a@b"),
+        ("ext_value_not_token", ";a=b/c"),
+        ("ext_name_obs_text", ";caf\u{e9}"),
+        ("ext_unclosed_quote", ";a=\"x"),
+        ("ext_lone_quote", ";a=\""),
+        ("ext_quote_closed_by_escape", ";a=\"x\\\""),
+        ("ext_junk_after_quote", ";a=\"x\"y"),
+        ("ext_quoted_control", ";a=\"x\x01y\""),
+        ("ext_quoted_del", ";a=\"x\x7fy\""),
+        ("ext_quoted_pair_control", ";a=\"x\\\x01\""),
+        ("ext_quoted_bare_lf", ";a=\"x\ny\""),
+        ("ext_quoted_bare_cr", ";a=\"x\ry\""),
+    ] {
+        cases.push(case(
+            name,
+            chunked(&format!("2{ext}\r\nhi\r\n0\r\n\r\n")),
+            B,
+        ));
+    }
     let srv = Server::start();
     let mut failures = run_refusals(srv.port(), &cases);
     assert_nothing_hidden_ran(&srv, &mut failures);
@@ -714,6 +773,43 @@ fn framing_accepted_forms() {
             chunked("0\r\n\r\n"),
             200,
             "",
+        ),
+        // What the extension grammar allows, a strict reading must still take.
+        good(
+            "chunk_ext_token_value",
+            chunked("2;name=value\r\nhi\r\n0\r\n\r\n"),
+            200,
+            "hi",
+        ),
+        good(
+            "chunk_ext_quoted_escaped_quote",
+            chunked("2;name=\"quoted \\\" value\"\r\nhi\r\n0\r\n\r\n"),
+            200,
+            "hi",
+        ),
+        good(
+            "chunk_ext_quoted_specials",
+            chunked("2;a=\"\";b=\"x;y=z\\\\ \t\u{e9}\\\t\"\r\nhi\r\n0\r\n\r\n"),
+            200,
+            "hi",
+        ),
+        good(
+            "chunk_ext_bws_everywhere",
+            chunked("2 \t; a = b\t;\tc ; d=\"e\"\r\nhi\r\n0 ;z\r\n\r\n"),
+            200,
+            "hi",
+        ),
+        good(
+            "chunk_ext_token_chars",
+            chunked("2;!#$%&'*+-.^_`|~09azAZ=!#$%&'*+-.^_`|~\r\nhi\r\n0\r\n\r\n"),
+            200,
+            "hi",
+        ),
+        good(
+            "trailer_htab_and_obs_text",
+            chunked("2\r\nhi\r\n0\r\nX-T:\ta\tb caf\u{e9}\t\r\nX-U:\r\n\r\n"),
+            200,
+            "hi",
         ),
     ];
     let srv = Server::start();
@@ -827,6 +923,73 @@ fn fields_malformed_refused() {
     let mut failures = run_refusals(srv.port(), &cases);
     assert_nothing_hidden_ran(&srv, &mut failures);
     report("malformed field lines", &failures);
+}
+
+/// Every line of the head ends with CRLF: a bare LF, which RFC 9112 section 2.2 lets a recipient
+/// take as a line end, is refused, because a reader that takes CRLF alone would not see the
+/// field after it (and a `Content-Length` hidden there would frame the body for one reader only).
+#[test]
+fn line_ends_bare_lf_refused() {
+    const B: &[u16] = &[400];
+    let cases = vec![
+        case("bare_lf_after_field", get_with("Dummy: x\nX-A: a\r\n"), B),
+        case(
+            "bare_lf_hides_content_length",
+            post_echo("Dummy: x\nContent-Length: 5\r\n", "hello"),
+            B,
+        ),
+        case(
+            "bare_lf_before_host",
+            "GET /t/hello HTTP/1.1\r\nDummy: x\nHost: x\r\n\r\n",
+            B,
+        ),
+        case(
+            "bare_lf_after_request_line",
+            "GET /t/hello HTTP/1.1\nHost: x\r\n\r\n",
+            B,
+        ),
+        case(
+            "bare_lf_after_request_line_http10",
+            "GET /t/hello HTTP/1.0\n\r\n",
+            B,
+        ),
+        case(
+            "bare_lf_every_line",
+            "GET /t/hello HTTP/1.1\nHost: x\n\n",
+            B,
+        ),
+        case(
+            "bare_lf_final_line",
+            "GET /t/hello HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\n",
+            B,
+        ),
+        case("bare_lf_after_empty_value", get_with("X-A:\nX-B: b\r\n"), B),
+        case(
+            "bare_lf_after_trailing_whitespace",
+            get_with("X-A: a \t\nX-B: b\r\n"),
+            B,
+        ),
+        case("bare_lf_obs_fold", get_with("X-A: a\n b\r\n"), B),
+        case(
+            "bare_lf_before_request_line",
+            "\nGET /t/hello HTTP/1.1\r\nHost: x\r\n\r\n",
+            B,
+        ),
+        case(
+            "bare_lf_between_leading_empty_lines",
+            "\r\n\nGET /t/hello HTTP/1.1\r\nHost: x\r\n\r\n",
+            B,
+        ),
+        case("lf_cr_as_line_end", get_with("X-A: a\n\rX-B: b\r\n"), B),
+    ];
+    let srv = Server::start();
+    let mut failures = run_refusals(srv.port(), &cases);
+    assert_nothing_hidden_ran(&srv, &mut failures);
+    let log = srv.log();
+    if !log_lines(&log, "close echo").is_empty() {
+        failures.push(format!("a refused /t/echo request was run; log:\n{log}"));
+    }
+    report("bare LF line ends", &failures);
 }
 
 #[test]
@@ -975,6 +1138,18 @@ fn request_line_accepted_forms() {
             "HEAD /t/hello HTTP/1.1\r\nHost: x\r\n\r\n",
             200,
             "",
+        ),
+        good(
+            "htab_and_obs_text_in_values",
+            b"GET /t/hello HTTP/1.1\r\nHost: x\r\nX-A: a\tb\t\r\nX-B:\tc\xc3\xa9 \xff\r\n\r\n",
+            200,
+            HELLO,
+        ),
+        good(
+            "absolute_form_host_replaced",
+            "GET http://x/t/hello HTTP/1.1\r\nHost: elsewhere\r\n\r\n",
+            200,
+            HELLO,
         ),
     ];
     let srv = Server::start();
@@ -1593,6 +1768,30 @@ fn smuggled_requests_in_ambiguous_framing_are_never_answered() {
         case(
             "hidden_after_bare_lf_last_chunk",
             chunked(&format!("0\n\n{HIDDEN}")),
+            B,
+        ),
+        // A Content-Length behind a bare LF: a reader that ends lines at CRLF alone sees a GET
+        // without a body, and HIDDEN as the next request.
+        case(
+            "content_length_behind_bare_lf",
+            format!(
+                "GET /t/hello HTTP/1.1\r\nHost: x\r\nDummy: x\nContent-Length: {h}\r\n\r\n{HIDDEN}"
+            ),
+            B,
+        ),
+        case(
+            "transfer_encoding_behind_bare_lf",
+            format!(
+                "POST /t/echo HTTP/1.1\r\nHost: x\r\nDummy: x\nTransfer-Encoding: chunked\r\n\r\n{}",
+                chunk_of_hidden
+            ),
+            B,
+        ),
+        // A quoted chunk extension left open: a reader that lets it run on swallows the lines
+        // after it, another reads HIDDEN as the chunk's data.
+        case(
+            "hidden_behind_unclosed_quoted_extension",
+            chunked(&format!("{h:x};a=\"\r\n{HIDDEN}\r\n0;b=\"\r\n\r\n")),
             B,
         ),
     ];

@@ -102,7 +102,9 @@ fn pipeline_request() -> impl Strategy<Value = Req> {
         Just(req(
             &b"PUT /t/method HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"[..]
         )),
-        Just(req(&b"GET /t/prefix/long/a HTTP/1.1\nHost: x\n\n"[..])),
+        Just(req(
+            &b"GET /t/prefix/long/a HTTP/1.1\r\nHost: x\r\n\r\n"[..]
+        )),
         (0u32..4, 1u32..40).prop_map(|(n, s)| req(format!(
             "GET /t/stream?n={n}&size={s} HTTP/1.1\r\nHost: x\r\n\r\n"
         ))),
@@ -286,6 +288,8 @@ fn size_line(n: usize) -> impl Strategy<Value = Vec<u8>> {
             1 => Just(";a=\"q;x y\"".to_string()),
             1 => Just(" ;x".to_string()),
             1 => Just("\t ;y=z".to_string()),
+            1 => Just("; a = \"x\\\"y\\\\\" ;b\t; c=d".to_string()),
+            1 => Just(";a=\"\";b=\"\tcaf\u{e9}\"".to_string()),
             // Around the bound of the size line.
             1 => (4080usize..4100).prop_map(|l| format!(";{}", "e".repeat(l))),
         ],
@@ -430,6 +434,19 @@ fn chunked_reference_known_cases() {
             Done(18, b"hello".to_vec()),
         ),
         (b"5 \r\nhello\r\n0\r\n\r\n", m, Error(400)),
+        (
+            b"5; a = \"x\\\"y\" ;b\r\nhello\r\n0\r\n\r\n",
+            m,
+            Done(30, b"hello".to_vec()),
+        ),
+        (b"5;\r\nhello\r\n0\r\n\r\n", m, Error(400)),
+        (b"5;=\r\nhello\r\n0\r\n\r\n", m, Error(400)),
+        (b"5; \r\nhello\r\n0\r\n\r\n", m, Error(400)),
+        (b"5;a \r\nhello\r\n0\r\n\r\n", m, Error(400)),
+        (b"5;a=\r\nhello\r\n0\r\n\r\n", m, Error(400)),
+        (b"5;a=\"x\r\nhello\r\n0\r\n\r\n", m, Error(400)),
+        (b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n", m, Error(400)),
+        (b"5;a=\"x", m, Incomplete),
         (b"0x5\r\nhello\r\n0\r\n\r\n", m, Error(400)),
         (b"+5\r\n", m, Error(400)),
         (b"5\nhello", m, Error(400)),

@@ -5,8 +5,9 @@
 //! - an error is one of the statuses the parser may give (400, 414, 431, 501, 505);
 //! - a parsed head is self-consistent: `n` is within the input and equals `head_len()`, the
 //!   method and field names are tokens, the target is visible ASCII, values hold no CR/LF/NUL,
-//!   the C strings are the same bytes NUL-terminated, the framing agrees with the fields, and an
-//!   HTTP/1.1 request has exactly one Host;
+//!   the C strings are the same bytes NUL-terminated, the framing agrees with the fields, an
+//!   HTTP/1.1 request has exactly one Host, every line of the head ends with CRLF (never a bare
+//!   LF), and the request's host is the Host field's value when there is one;
 //! - parsing is incremental: feeding growing prefixes (as a connection reading one byte at a time
 //!   does) gives "incomplete" until the first decisive prefix, and that prefix's verdict equals the
 //!   verdict on the whole input; bytes after a complete head never change it;
@@ -81,7 +82,14 @@ fn verdict(r: &Result<Option<(Request, usize)>, HttpError>) -> Verdict {
 fn check_request(req: &Request, n: usize, buf: &[u8]) {
     assert!(n > 0 && n <= buf.len(), "consumed {n} of {}", buf.len());
     assert_eq!(req.head_len(), n);
-    assert!(buf[..n].ends_with(b"\n"), "a head ends with its empty line");
+    assert!(buf[..n].ends_with(b"\r\n"), "a head ends with its empty line");
+    assert!(
+        buf[..n]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'\n' || (i > 0 && buf[i - 1] == b'\r')),
+        "a bare LF in the head"
+    );
     assert!(
         is_token(req.method().as_bytes()),
         "method {:?}",
@@ -121,6 +129,13 @@ fn check_request(req: &Request, n: usize, buf: &[u8]) {
     }
     assert!(req.header_at(req.header_count()).is_none());
     assert!(hosts <= 1, "{hosts} Host fields");
+    // The authority of an absolute-form target replaces Host's value; either is the host.
+    if let Some(field) = req.header(b"host") {
+        assert_eq!(req.host(), Some(field), "the Host field is not the host");
+    }
+    if let Some(host) = req.host() {
+        assert_eq!(c_bytes(req.host_c().expect("a host has a C string")), host);
+    }
     if req.version() == 11 {
         assert_eq!(hosts, 1, "HTTP/1.1 without exactly one Host");
     }

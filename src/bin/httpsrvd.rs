@@ -104,6 +104,7 @@ static C_API: ExportTable = ExportTable([
     httpsrv::httpsrv_request_header_at as *const (),
     httpsrv::httpsrv_request_body as *const (),
     httpsrv::httpsrv_request_peer as *const (),
+    httpsrv::httpsrv_request_host as *const (),
     httpsrv::httpsrv_response_status_set as *const (),
     httpsrv::httpsrv_response_header_set as *const (),
     httpsrv::httpsrv_response_header_add as *const (),
@@ -132,7 +133,7 @@ static C_API: ExportTable = ExportTable([
     httpsrv::httpsrv_request_tls as *const (),
 ]);
 
-struct ExportTable([*const (); 48]);
+struct ExportTable([*const (); 49]);
 
 // SAFETY: the table only holds code addresses; nothing reads through them or calls them here.
 unsafe impl Sync for ExportTable {}

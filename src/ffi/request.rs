@@ -42,6 +42,17 @@ pub extern "C" fn httpsrv_request_query(sess: *mut httpsrv_session) -> *const c_
     string_getter("httpsrv_request_query", sess, |r| r.query_c())
 }
 
+/// The request's host: the authority of an absolute-form target (`GET http://host:port/path`,
+/// which also replaces the value of the `Host` field, RFC 9112 section 3.2.2), else the `Host`
+/// field's value (`""` for an empty one). NULL when there is neither (an HTTP/1.0 request
+/// without `Host`), or for a NULL or stale handle.
+#[no_mangle]
+pub extern "C" fn httpsrv_request_host(sess: *mut httpsrv_session) -> *const c_char {
+    string_getter("httpsrv_request_host", sess, |r| {
+        r.host_c().unwrap_or(std::ptr::null())
+    })
+}
+
 /// The HTTP version: `10` or `11`; -1 for a NULL or stale handle.
 #[no_mangle]
 pub extern "C" fn httpsrv_request_version(sess: *mut httpsrv_session) -> c_int {

@@ -13,8 +13,9 @@ use crate::errors::EINVAL;
 use crate::http::lent::Lent;
 
 /// Sets the status (200 by default) and reason phrase (`reason` NULL: the standard phrase).
-/// Errors: `EINVAL` status outside 200..=999 or a reason with CR, LF or NUL;
-/// `EALREADY` once headers are sent.
+/// Errors: `EINVAL` status outside 200..=999, or a reason with a control byte other than HTAB
+/// (0x01-0x08, 0x0a-0x1f among them CR, LF and ESC, or DEL 0x7f; RFC 9112 section 4: HTAB, SP,
+/// visible ASCII and bytes from 0x80 are allowed); `EALREADY` once headers are sent.
 ///
 /// # Safety
 /// `reason` is NULL or a NUL-terminated string.
@@ -37,9 +38,11 @@ pub unsafe extern "C" fn httpsrv_response_status_set(
 }
 
 /// Replaces every field named `name` with one `name: value`.
-/// Errors: `EINVAL` a name that is not an RFC 9110 token, a value with CR, LF or NUL, a
-/// malformed `Content-Length`, or `Transfer-Encoding` (the library owns framing);
-/// `EALREADY` once headers are sent.
+/// Errors: `EINVAL` a name that is not an RFC 9110 token, a value with a control byte other
+/// than HTAB (0x01-0x08, 0x0a-0x1f among them CR, LF and ESC, or DEL 0x7f; RFC 9110 section
+/// 5.5: HTAB, SP, visible ASCII and bytes from 0x80 are allowed and sent unchanged), a
+/// malformed `Content-Length`, or `Transfer-Encoding` (the library owns framing); `EALREADY`
+/// once headers are sent.
 ///
 /// # Safety
 /// `name` and `value` are NULL or NUL-terminated strings.

@@ -73,6 +73,9 @@ pub struct Request {
     target: Span,
     path: Span,
     query: Span,
+    /// The authority of an absolute-form target, which is the host (see `Request::host`);
+    /// empty when there is none (an empty one is refused).
+    authority: Span,
     version: u8,
     framing: BodyFraming,
     keep_alive: bool,
@@ -149,6 +152,23 @@ impl Request {
         self.version
     }
 
+    /// The request's host: the authority of an absolute-form target (RFC 9112 section 3.2.2),
+    /// which is also the value of the Host field in place of the one received, else the Host
+    /// field's value; None when there is neither (HTTP/1.0).
+    pub fn host(&self) -> Option<&[u8]> {
+        self.host_span().map(|h| self.bytes(h))
+    }
+
+    // Looked up when asked for rather than kept: asked for rarely, but the parser would pay
+    // for keeping it on every request.
+    fn host_span(&self) -> Option<Span> {
+        if self.authority.len > 0 {
+            Some(self.authority)
+        } else {
+            self.find(b"host").map(|f| f.value)
+        }
+    }
+
     /// The value of the first field named `name` (ASCII case-insensitive), trimmed.
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
         self.find(name).map(|f| self.bytes(f.value))
@@ -190,6 +210,11 @@ impl Request {
     /// `query()` NUL-terminated (an empty string, not NULL, when there is none).
     pub fn query_c(&self) -> *const c_char {
         self.c_ptr(self.query)
+    }
+
+    /// `host()` NUL-terminated, like `method_c`.
+    pub fn host_c(&self) -> Option<*const c_char> {
+        self.host_span().map(|h| self.c_ptr(h))
     }
 
     /// NUL-terminated value of the first field named `name`. A value cannot contain NUL (refused
@@ -266,6 +291,7 @@ pub struct RequestBuilder<'r, 's> {
     target: Span,
     path: Span,
     query: Span,
+    authority: Span,
     is_head: bool,
 }
 
@@ -303,6 +329,7 @@ impl<'r, 's> RequestBuilder<'r, 's> {
             target: Span::default(),
             path: Span::default(),
             query: Span::default(),
+            authority: Span::default(),
             is_head: false,
         }
     }
@@ -323,19 +350,47 @@ impl<'r, 's> RequestBuilder<'r, 's> {
         self.is_head = method == b"HEAD";
     }
 
+    /// The authority of an absolute-form target (RFC 9112 section 3.2.2): the request's host,
+    /// and, at `finish`, the value of the Host field in place of the one received. Rare, so
+    /// always copied (in place it could end at a '?' that the target needs).
+    #[cold]
+    pub fn target_authority(&mut self, authority: &[u8]) {
+        self.authority = self.copy(authority);
+    }
+
+    /// The Host field takes the value of the target's authority.
+    #[cold]
+    #[inline(never)]
+    fn authority_replaces_host(&mut self, authority: Span) {
+        let source = &self.data;
+        let name = |f: &Field| {
+            source
+                .get(f.name.off as usize..)
+                .and_then(|n| n.get(..f.name.len as usize))
+        };
+        for field in &mut self.fields {
+            if name(field).is_some_and(|n| n.eq_ignore_ascii_case(b"host")) {
+                field.value = authority;
+            }
+        }
+    }
+
     /// Appends a header field, name as sent and value trimmed.
-    #[inline]
+    #[inline(always)]
     pub fn field(&mut self, name: &[u8], value: &[u8]) {
         let field = Field {
-            name: self.span(name),
-            value: self.span(value),
+            name: self.span_inline(name),
+            value: self.span_inline(value),
         };
         self.fields.push(field);
     }
 
     /// Completes the request.
     #[inline(always)]
-    pub fn finish(self, meta: Meta) {
+    pub fn finish(mut self, meta: Meta) {
+        if self.authority.len > 0 {
+            self.authority_replaces_host(self.authority);
+        }
         *self.req = Request {
             data: self.data,
             fields: self.fields,
@@ -343,6 +398,7 @@ impl<'r, 's> RequestBuilder<'r, 's> {
             target: self.target,
             path: self.path,
             query: self.query,
+            authority: self.authority,
             version: meta.version,
             framing: meta.framing,
             keep_alive: meta.keep_alive,
@@ -352,9 +408,18 @@ impl<'r, 's> RequestBuilder<'r, 's> {
         };
     }
 
-    /// The span of `s`, a slice of the source if it is one that can end in place.
-    #[inline]
+    /// `span_inline` as a call, for the strings of the request line.
+    #[inline(never)]
     fn span(&mut self, s: &[u8]) -> Span {
+        self.span_inline(s)
+    }
+
+    /// The span of `s`, a slice of the source if it is one that can end in place.
+    // Fixed inlining: inlined into the per-field loop (two per field), called for the four
+    // strings of the request line. LLVM's own choice went either way as the parser around
+    // it changed, by 20 to 40 instructions a request (callgrind, bench/profile.sh hello).
+    #[inline(always)]
+    fn span_inline(&mut self, s: &[u8]) -> Span {
         let off = (s.as_ptr() as usize).wrapping_sub(self.source.as_ptr() as usize);
         let end = off.wrapping_add(s.len());
         // Inside the source (a slice from elsewhere wraps around or ends past it)...

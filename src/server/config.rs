@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::http::body::{spool, Spill};
-use crate::http::compress;
+use crate::http::{compress, response};
 
 /// Every option of the table in `API.md`, with its default.
 #[derive(Clone, Debug)]
@@ -177,7 +177,7 @@ impl Config {
                 self.access_log = Some(value.to_string())
             }
             "server_header" => {
-                if value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+                if !response::valid_value(value.as_bytes()) {
                     return Err(format!("option {key}: control characters are not allowed"));
                 }
                 self.server_header = value.to_string()

@@ -512,6 +512,10 @@ static int h_headers(httpsrv_session *s, void *ud)
     const char *first = httpsrv_request_header(s, "x-multi");
     snprintf(line, sizeof line, "first-x-multi %s\n", first ? first : "(null)");
     append_str(s, line);
+    const char *host = httpsrv_request_host(s), *host_field = httpsrv_request_header(s, "host");
+    snprintf(line, sizeof line, "host %s\nhost-field %s\n", host ? host : "(null)",
+             host_field ? host_field : "(null)");
+    append_str(s, line);
     char peer[128];
     int rp = httpsrv_request_peer(s, peer, sizeof peer);
     snprintf(line, sizeof line, "peer %s %s\n", rp == 0 ? peer : "-", ename(rp));
@@ -694,6 +698,9 @@ static int h_errors(httpsrv_session *s, void *ud)
     chk_null(r, "request_header_absent", httpsrv_request_header(s, "X-Not-There"));
     chk_null(r, "request_header_null_name", httpsrv_request_header(s, NULL));
     chk_null(r, "request_method_null_sess", httpsrv_request_method(NULL));
+    chk_null(r, "request_host_null_sess", httpsrv_request_host(NULL));
+    const char *host = httpsrv_request_host(s), *host_field = httpsrv_request_header(s, "Host");
+    chk_true(r, "request_host_is_host_field", host && host_field && strcmp(host, host_field) == 0);
     chk_int(r, "request_version_null_sess", httpsrv_request_version(NULL), -1);
     size_t cnt = httpsrv_request_header_count(s);
     chk_true(r, "header_count_positive", cnt > 0 && cnt != (size_t)-1);
@@ -730,6 +737,26 @@ static int h_errors(httpsrv_session *s, void *ud)
     chk(r, "header_add_transfer_encoding", httpsrv_response_header_add(s, "Transfer-Encoding", "chunked"), EINVAL);
     chk(r, "header_add_lf_in_value", httpsrv_response_header_add(s, "X-A", "a\nb"), EINVAL);
     chk(r, "header_add_bad_name", httpsrv_response_header_add(s, "Bad Name", "v"), EINVAL);
+    /* every control byte but HTAB is refused (RFC 9110 section 5.5), wherever it is in short
+     * and long values; HTAB and obs-text (0x80 and above) are taken as they are */
+    {
+        static const unsigned char ctl[] = {0x01, 0x08, 0x0b, 0x0c, 0x1b, 0x1f, 0x7f};
+        for (size_t i = 0; i < sizeof ctl; i++) {
+            for (size_t at = 0; at < 3; at++) {
+                char shortv[4] = "abc", longv[24] = "0123456789abcdefghijklm", name[64];
+                shortv[at] = (char)ctl[i];
+                longv[at * 11] = (char)ctl[i];
+                snprintf(name, sizeof name, "header_set_ctl_%02x_at_%zu", ctl[i], at);
+                chk(r, name, httpsrv_response_header_set(s, "X-A", shortv), EINVAL);
+                snprintf(name, sizeof name, "header_add_ctl_%02x_at_%zu_long", ctl[i], at * 11);
+                chk(r, name, httpsrv_response_header_add(s, "X-A", longv), EINVAL);
+                snprintf(name, sizeof name, "status_reason_ctl_%02x_at_%zu", ctl[i], at);
+                chk(r, name, httpsrv_response_status_set(s, 200, shortv), EINVAL);
+            }
+        }
+    }
+    chk(r, "header_set_esc_sequence", httpsrv_response_header_set(s, "X-A", "\x1b[31mred\x1b[0m"), EINVAL);
+    chk(r, "status_reason_htab_obs_text_ok", httpsrv_response_status_set(s, 200, "O\tK \xc3\xa9"), 0);
     chk(r, "header_set_null_sess", httpsrv_response_header_set(NULL, "X-A", "v"), EINVAL);
     chk(r, "header_set_null_name", httpsrv_response_header_set(s, NULL, "v"), EINVAL);
     chk(r, "header_set_null_value", httpsrv_response_header_set(s, "X-A", NULL), EINVAL);
@@ -778,6 +805,9 @@ static int h_errors(httpsrv_session *s, void *ud)
     chk(r, "abort_null_sess", httpsrv_session_abort(NULL), EINVAL);
 
     /* now send the headers and the first part of the report */
+    /* sent as they are (checked by tests/c_api_errors.rs) */
+    chk(r, "header_set_htab_ok", httpsrv_response_header_set(s, "X-Tab", "a\tb\tc"), 0);
+    chk(r, "header_add_obs_text_ok", httpsrv_response_header_add(s, "X-Obs", "caf\xc3\xa9 \xe2\x82\xac"), 0);
     chk(r, "header_set_content_type", httpsrv_response_header_set(s, "Content-Type", "text/plain"), 0);
     chk(r, "header_set_x_errors", httpsrv_response_header_set(s, "X-Errors", "phase1"), 0);
     chk(r, "append_report", httpsrv_response_append(s, r->buf, r->len), 0);
@@ -849,6 +879,7 @@ static void stale_checks(struct rep *r, httpsrv_session *h)
     chk_null(r, "query", httpsrv_request_query(h));
     chk_int(r, "version", httpsrv_request_version(h), -1);
     chk_null(r, "header", httpsrv_request_header(h, "Host"));
+    chk_null(r, "host", httpsrv_request_host(h));
     chk_u64(r, "header_count", httpsrv_request_header_count(h), (uint64_t)(size_t)-1);
     chk(r, "header_at", httpsrv_request_header_at(h, 0, &n, &v), ESTALE);
     chk_true(r, "header_at_untouched", strcmp(n, "untouched") == 0);

@@ -28,7 +28,8 @@ pub fn is_field_byte(b: u8) -> bool {
 /// The grammar read front to back over the whole input; the first violation in stream order
 /// decides the status:
 ///   chunked-body = *chunk last-chunk trailer-section CRLF
-///   chunk        = 1*HEXDIG [ *WS ";" ext-bytes ] CRLF data CRLF     (size line <= 4096 bytes)
+///   chunk        = 1*HEXDIG *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )
+///                  CRLF data CRLF                                    (size line <= 4096 bytes)
 ///   trailer      = *( tchar+ ":" field-bytes* CRLF )                 (section <= 16384 bytes)
 /// A size that overflows 64 bits is 400, a body past `max` 413 (at the end of its size line),
 /// a trailer section past its bound 431.
@@ -65,25 +66,65 @@ pub fn reference(input: &[u8], max: u64) -> Outcome {
         if digits == 0 {
             return Error(400);
         }
-        let mut ws = false;
-        while matches!(line_byte!(), b' ' | b'\t') {
-            ws = true;
-            p += 1;
-        }
-        if line_byte!() == b';' {
-            p += 1;
-            loop {
-                let b = line_byte!();
-                if b == b'\r' {
-                    break;
+        // The extensions: whitespace (BWS) only before ';' and around '='.
+        macro_rules! skip_ws {
+            () => {{
+                let mut ws = false;
+                while matches!(line_byte!(), b' ' | b'\t') {
+                    ws = true;
+                    p += 1;
                 }
-                if !is_field_byte(b) {
+                ws
+            }};
+        }
+        macro_rules! token {
+            () => {{
+                let from = p;
+                while is_tchar(line_byte!()) {
+                    p += 1;
+                }
+                if p == from {
                     return Error(400);
                 }
-                p += 1;
+            }};
+        }
+        let mut ws = skip_ws!();
+        loop {
+            match line_byte!() {
+                b'\r' if !ws => break,
+                b';' => p += 1,
+                _ => return Error(400),
             }
-        } else if ws {
-            return Error(400);
+            skip_ws!();
+            token!();
+            ws = skip_ws!();
+            if line_byte!() != b'=' {
+                continue;
+            }
+            p += 1;
+            skip_ws!();
+            if line_byte!() == b'"' {
+                p += 1;
+                loop {
+                    match line_byte!() {
+                        b'"' => break,
+                        // quoted-pair: a backslash and any field byte.
+                        b'\\' => {
+                            p += 1;
+                            if !is_field_byte(line_byte!()) {
+                                return Error(400);
+                            }
+                        }
+                        b if is_field_byte(b) => {}
+                        _ => return Error(400),
+                    }
+                    p += 1;
+                }
+                p += 1;
+            } else {
+                token!();
+            }
+            ws = skip_ws!();
         }
         if line_byte!() != b'\r' {
             return Error(400);

@@ -2,12 +2,14 @@
 //!
 //! A byte-at-a-time state machine, so the input can be split anywhere and nothing is buffered but
 //! body bytes. It is strict where leniency would let two parsers disagree on where the message ends:
-//! CRLF only (no bare CR or LF), hex digits only, and bounded extension and trailer sizes.
+//! CRLF only (no bare CR or LF), hex digits only, chunk extensions exactly as the grammar has them
+//! (a quoted string that does not close on its line would hide the line end from a reader that
+//! honours it), and bounded extension and trailer sizes.
 
 use crate::http::request::HttpError;
 
-/// Longest chunk-size line, extensions and CRLF included. Extensions are ignored, so anything
-/// longer only costs CPU.
+/// Longest chunk-size line, extensions and CRLF included. Extensions are checked and ignored, so
+/// anything longer only costs CPU.
 const MAX_SIZE_LINE: usize = 4096;
 
 /// Largest trailer section, final CRLF included.
@@ -21,10 +23,25 @@ const fn bad(reason: &'static str) -> HttpError {
 enum State {
     /// Hex digits of a chunk size.
     Size,
-    /// Whitespace after the digits: only allowed before ';'.
-    SizeWs,
-    /// Chunk extensions, skipped up to CR.
-    Ext,
+    // The chunk extensions (RFC 9112 section 7.1.1), checked and ignored:
+    //   *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ) CRLF
+    //   ext-name = token, ext-val = token / quoted-string
+    /// Whitespace after the digits or after an extension's value: only allowed before ';'.
+    BeforeSemi,
+    /// After ';': whitespace, then the name.
+    ExtStart,
+    ExtName,
+    /// Whitespace after a name: only allowed before '=' or ';'.
+    ExtNameWs,
+    /// After '=': whitespace, then the value.
+    ExtValueStart,
+    ExtToken,
+    /// Inside a quoted value.
+    ExtQuoted,
+    /// After a backslash inside a quoted value.
+    ExtQuotedPair,
+    /// After the closing quote.
+    ExtQuotedEnd,
     /// CR of the size line seen, LF expected.
     SizeLf,
     /// `remaining` bytes of chunk data still to come (never 0 in this state).
@@ -70,10 +87,15 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Bytes allowed in field values and (more loosely than the grammar) in chunk extensions: anything
-/// but controls other than HTAB, and DEL.
+/// Bytes allowed in field values, and after a backslash in a quoted string: anything but controls
+/// other than HTAB, and DEL.
 fn is_field_byte(b: u8) -> bool {
     b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80
+}
+
+/// qdtext: the field bytes but '"' and '\\'.
+fn is_qdtext(b: u8) -> bool {
+    is_field_byte(b) && b != b'"' && b != b'\\'
 }
 
 impl ChunkedDecoder {
@@ -142,12 +164,7 @@ impl ChunkedDecoder {
     /// One byte of framing (everything but chunk data).
     fn step(&mut self, b: u8) -> Result<(), HttpError> {
         match self.state {
-            State::Size | State::SizeWs | State::Ext | State::SizeLf => {
-                self.line_len += 1;
-                if self.line_len > MAX_SIZE_LINE {
-                    return Err(bad("chunk size line too long"));
-                }
-            }
+            State::DataCr | State::DataLf => {}
             State::TrailerStart
             | State::TrailerName
             | State::TrailerValue
@@ -158,7 +175,13 @@ impl ChunkedDecoder {
                     return Err(HttpError::new(431, "trailer section too large"));
                 }
             }
-            _ => {}
+            // The size line: its digits, extensions and CR (decode() handles the rest).
+            _ => {
+                self.line_len += 1;
+                if self.line_len > MAX_SIZE_LINE {
+                    return Err(bad("chunk size line too long"));
+                }
+            }
         }
         self.state = match (self.state, b) {
             (State::Size, _) if hex_value(b).is_some() => {
@@ -172,13 +195,38 @@ impl ChunkedDecoder {
             }
             // A size needs at least one digit.
             (State::Size, _) if self.line_len == 1 => return Err(bad("invalid chunk size")),
-            (State::Size | State::SizeWs, b' ' | b'\t') => State::SizeWs,
-            (State::Size | State::SizeWs, b';') => State::Ext,
             (State::Size, b'\r') => State::SizeLf,
-            (State::Size | State::SizeWs, _) => return Err(bad("invalid chunk size")),
-            (State::Ext, b'\r') => State::SizeLf,
-            (State::Ext, _) if is_field_byte(b) => State::Ext,
-            (State::Ext, _) => return Err(bad("invalid byte in chunk extension")),
+            (State::Size | State::BeforeSemi, b' ' | b'\t') => State::BeforeSemi,
+            (State::Size | State::BeforeSemi, b';') => State::ExtStart,
+            (State::Size | State::BeforeSemi, _) => return Err(bad("invalid chunk size")),
+            (State::ExtStart, b' ' | b'\t') => State::ExtStart,
+            (State::ExtStart | State::ExtName, _) if is_tchar(b) => State::ExtName,
+            (State::ExtName | State::ExtNameWs, b' ' | b'\t') => State::ExtNameWs,
+            (State::ExtName | State::ExtNameWs, b'=') => State::ExtValueStart,
+            (State::ExtValueStart, b' ' | b'\t') => State::ExtValueStart,
+            (State::ExtValueStart, b'"') => State::ExtQuoted,
+            (State::ExtValueStart | State::ExtToken, _) if is_tchar(b) => State::ExtToken,
+            (State::ExtQuoted, b'"') => State::ExtQuotedEnd,
+            (State::ExtQuoted, b'\\') => State::ExtQuotedPair,
+            (State::ExtQuoted, _) if is_qdtext(b) => State::ExtQuoted,
+            (State::ExtQuotedPair, _) if is_field_byte(b) => State::ExtQuoted,
+            // The end of a name or a value: whitespace before ';', ';', or the end of the line.
+            (State::ExtToken | State::ExtQuotedEnd, b' ' | b'\t') => State::BeforeSemi,
+            (State::ExtName | State::ExtNameWs | State::ExtToken | State::ExtQuotedEnd, b';') => {
+                State::ExtStart
+            }
+            (State::ExtName | State::ExtToken | State::ExtQuotedEnd, b'\r') => State::SizeLf,
+            (
+                State::ExtStart
+                | State::ExtName
+                | State::ExtNameWs
+                | State::ExtValueStart
+                | State::ExtToken
+                | State::ExtQuoted
+                | State::ExtQuotedPair
+                | State::ExtQuotedEnd,
+                _,
+            ) => return Err(bad("invalid chunk extension")),
             (State::SizeLf, b'\n') => {
                 self.line_len = 0;
                 // Checked once the size line is complete, so a size too long for any number
@@ -336,26 +384,94 @@ mod tests {
         }
     }
 
-    /// Whether what follows the size digits is (complete) or can still become (incomplete)
-    /// `[WS* ";" ext] CRLF`.
-    fn size_tail_ok(tail: &[u8], complete: bool) -> bool {
-        let ws = tail
-            .iter()
-            .take_while(|&&b| b == b' ' || b == b'\t')
-            .count();
-        let r = &tail[ws..];
-        let r = match r {
-            [b';', rest @ ..] => {
-                let n = rest.iter().take_while(|&&b| is_field_byte(b)).count();
-                &rest[n..]
+    /// What a run of chunk extensions without the CRLF is, read by recursive descent.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Scan {
+        /// Valid as it is.
+        Whole,
+        /// Not valid yet, but more bytes can make it so.
+        Prefix,
+        Bad,
+    }
+
+    fn ext_list(s: &[u8]) -> Scan {
+        let skip_ws = |mut p: usize| {
+            while matches!(s.get(p), Some(b' ' | b'\t')) {
+                p += 1;
             }
-            _ if ws > 0 => return r.is_empty(),
-            _ => r,
+            p
         };
-        if complete {
-            r == b"\r\n"
-        } else {
-            r.is_empty() || r == b"\r"
+        let token_end = |p: usize| p + s[p..].iter().take_while(|&&b| is_tchar(b)).count();
+        let mut p = 0;
+        loop {
+            // At the start, or after a whole extension.
+            if p == s.len() {
+                return Scan::Whole;
+            }
+            p = skip_ws(p);
+            match s.get(p) {
+                None => return Scan::Prefix,
+                Some(b';') => p += 1,
+                Some(_) => return Scan::Bad,
+            }
+            p = skip_ws(p);
+            let name_end = token_end(p);
+            if name_end == p {
+                return if p == s.len() {
+                    Scan::Prefix
+                } else {
+                    Scan::Bad
+                };
+            }
+            p = name_end;
+            let eq = skip_ws(p);
+            match s.get(eq) {
+                None if eq == p => return Scan::Whole,
+                None => return Scan::Prefix,
+                Some(b'=') => {}
+                // Whitespace and ';', or a fault, for the top of the loop to tell.
+                Some(_) => continue,
+            }
+            p = skip_ws(eq + 1);
+            match s.get(p) {
+                None => return Scan::Prefix,
+                Some(b'"') => {
+                    p += 1;
+                    loop {
+                        match s.get(p) {
+                            None => return Scan::Prefix,
+                            Some(b'"') => break,
+                            Some(b'\\') => match s.get(p + 1) {
+                                None => return Scan::Prefix,
+                                Some(&b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => p += 2,
+                                Some(_) => return Scan::Bad,
+                            },
+                            Some(&b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => p += 1,
+                            Some(_) => return Scan::Bad,
+                        }
+                    }
+                    p += 1;
+                }
+                Some(_) => {
+                    let value_end = token_end(p);
+                    if value_end == p {
+                        return Scan::Bad;
+                    }
+                    p = value_end;
+                }
+            }
+        }
+    }
+
+    /// Whether what follows the size digits is (complete: with the CRLF) or can still become
+    /// (incomplete) a run of chunk extensions and CRLF.
+    fn size_tail_ok(tail: &[u8], complete: bool) -> bool {
+        match (tail.strip_suffix(b"\r\n"), tail.strip_suffix(b"\r")) {
+            (Some(exts), _) if complete => ext_list(exts) == Scan::Whole,
+            _ if complete => false,
+            // The line's CR: everything before it must be whole.
+            (_, Some(exts)) => ext_list(exts) == Scan::Whole,
+            (_, None) => ext_list(tail) != Scan::Bad,
         }
     }
 
@@ -462,6 +578,11 @@ mod tests {
             (b"0\r\nX: y\r\n", Incomplete),
             (b"5 ", Incomplete),
             (b"5;a=b", Incomplete),
+            (b"5 ; a = ", Incomplete),
+            (b"5;a=\"x\\", Incomplete),
+            (b"5;a=\"x\\\"", Incomplete),
+            (b"5;a=\"x\"", Incomplete),
+            (b"5;a\r", Incomplete),
             // size syntax
             (b"\r\n", Error(400)),
             (b";a\r\n", Error(400)),
@@ -482,14 +603,25 @@ mod tests {
             (b"5;a\nhello\r\n0\r\n\r\n", Error(400)),
             (b"5;a\rb\r\nhello\r\n0\r\n\r\n", Error(400)),
             (b"0\n\r\n", Error(400)),
-            // extensions: ignored, whitespace only before ';'
+            // extensions (RFC 9112 section 7.1.1): *( BWS ";" BWS token [ BWS "=" BWS
+            // ( token / quoted-string ) ] ), checked and ignored
             (b"5;name=value\r\nhello\r\n0\r\n\r\n", done(26, b"hello")),
             (b"5 ;a\r\nhello\r\n0;b=\"c d\"\r\n\r\n", done(26, b"hello")),
             (b"5\t; a = b ;c\r\nhello\r\n0\r\n\r\n", done(26, b"hello")),
-            (b"5;\r\nhello\r\n0\r\n\r\n", done(16, b"hello")),
-            (b"5;caf\xc3\xa9\r\nhello\r\n0\r\n\r\n", done(21, b"hello")),
-            (b"5;a\x00\r\nhello\r\n0\r\n\r\n", Error(400)),
-            (b"5;a\x7f\r\nhello\r\n0\r\n\r\n", Error(400)),
+            (
+                b"2;n=\"quoted \\\" value\"\r\nhi\r\n0\r\n\r\n",
+                done(32, b"hi"),
+            ),
+            (
+                b"2;a=\"\";b=\"x;y=z\\\\ \t\xc3\xa9\\\xff\\\t\"\r\nhi\r\n0\r\n\r\n",
+                done(37, b"hi"),
+            ),
+            (
+                b"2;!#$%&'*+-.^_`|~09azAZ=!#$%&'*+-.^_`|~\r\nhi\r\n0\r\n\r\n",
+                done(50, b"hi"),
+            ),
+            (b"0;a=b;c\r\n\r\n", done(11, b"")),
+            (b"0;\r\n\r\n", Error(400)),
             // CRLF after data
             (b"5\r\nhelloX\r\n0\r\n\r\n", Error(400)),
             (b"5\r\nhello\n0\r\n\r\n", Error(400)),
@@ -520,6 +652,60 @@ mod tests {
                 want,
                 "{:?}",
                 String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    /// Extensions outside `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`:
+    /// empty ones, whitespace not before ';' or around '=', bytes outside a token, quoted
+    /// strings not closed on their line, controls in them or in a quoted-pair.
+    #[test]
+    fn extensions_outside_the_grammar_are_refused() {
+        let exts: [&[u8]; 34] = [
+            b";",
+            b"; ",
+            b";=",
+            b";=v",
+            b";a;",
+            b";;a",
+            b";a ",
+            b";a=b ",
+            b";a=",
+            b";a= ",
+            b";a==b",
+            b";a=b=c",
+            b";a=b c",
+            b";a b",
+            b";a@b",
+            b";a=b/c",
+            b";caf\xc3\xa9",
+            b";a=\xc3\xa9",
+            b";a\x00",
+            b";a\x7f",
+            b";a=\"",
+            b";a=\"x",
+            b";a=\"x\\\"",
+            b";a=\"x\"y",
+            b";a=\"x\"\"y\"",
+            b";a=x\"y\"",
+            b";\"a\"=b",
+            b";a=\"x\x01y\"",
+            b";a=\"x\x7fy\"",
+            b";a=\"x\\\x01\"",
+            b";a=\"x\ny\"",
+            b";a=\"x\ry\"",
+            b";a=\"x\\\r\n\"",
+            b";a=\"x\r\n\"",
+        ];
+        for ext in exts {
+            let mut input = b"5".to_vec();
+            input.extend_from_slice(ext);
+            input.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+            assert_eq!(
+                decode_all(&input, MAX),
+                Outcome::Error(400),
+                "{:?}",
+                String::from_utf8_lossy(&input)
             );
         }
     }
@@ -617,7 +803,15 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        const EXTS: &[&str] = &["", "", ";a=b", " ;x", "\t;k=\"v v\"", ";", "; a = 1 ; b"];
+        const EXTS: &[&str] = &[
+            "",
+            "",
+            ";a=b",
+            " ;x",
+            "\t;k=\"v v\"",
+            ";q=\"\\\";\\\\\t\"",
+            "; a = 1 ; b",
+        ];
         /// Fragments that make near-miss chunked streams when strung together at random.
         const NOISE: &[&[u8]] = &[
             b"0", b"3", b"5", b"a", b"F", b"g", b"\r\n", b"\r\n", b"\r\n", b"\r", b"\n", b" ",
