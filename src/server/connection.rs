@@ -34,18 +34,23 @@ pub(super) enum Phase {
         since: Instant,
         receiving: bool,
     },
-    Body {
-        request: Box<Request>,
-        /// In memory up to `body_buffer_bytes`, else in a spool file.
-        body: BodyWriter,
-        state: BodyState,
-        last_read: Instant,
-    },
+    /// Boxed: every connection's slot is as large as its largest phase, and an idle
+    /// connection should not pay for a body being read.
+    Body(Box<Receiving>),
     Active(Arc<Session>),
     /// A library-written response is going out; then close (after lingering) or go on.
     Closing {
         linger_until: Option<Instant>,
     },
+}
+
+/// A request whose body is being read.
+pub(super) struct Receiving {
+    pub(super) request: Request,
+    /// In memory up to `body_buffer_bytes`, else in a spool file.
+    pub(super) body: BodyWriter,
+    pub(super) state: BodyState,
+    pub(super) last_read: Instant,
 }
 
 /// A finished response handed to the connection's queue (`Progress::Handed`), and its

@@ -12,7 +12,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::clock;
-use super::connection::{BodyState, Conn, Phase, Read};
+use super::connection::{BodyState, Conn, Phase, Read, Receiving};
 use super::handles::Handle;
 use super::link::Link;
 use super::loop_shared::{Command, ConnKey, LoopShared, Siblings, TaskFn, CURRENT_LOOP};
@@ -599,7 +599,7 @@ impl EventLoop {
                         }
                     }
                 }
-                Phase::Head { .. } | Phase::Body { .. } => {
+                Phase::Head { .. } | Phase::Body(_) => {
                     if served >= TURN_REQUESTS {
                         // Fairness: a client that keeps requests coming waits for its next turn.
                         let key = conn.key;
@@ -676,7 +676,7 @@ impl EventLoop {
             // Before a TLS handshake completes, its own timeout applies.
             Phase::Head { since, .. } if conn.link.handshaking() => since + handshake,
             Phase::Head { since, .. } => since + header,
-            Phase::Body { last_read, .. } => last_read + body,
+            Phase::Body(ref receiving) => receiving.last_read + body,
             _ => return,
         };
         conn.deadline = Some(d);
@@ -732,18 +732,18 @@ impl EventLoop {
                         if request.expects_continue() && conn.rpos == conn.rbuf.len() {
                             conn.direct.push_copy(b"HTTP/1.1 100 Continue\r\n\r\n");
                         }
-                        conn.phase = Phase::Body {
-                            request: Box::new(request),
+                        conn.phase = Phase::Body(Box::new(Receiving {
+                            request,
                             body: BodyWriter::default(),
                             state,
                             last_read: clock::now(),
-                        };
+                        }));
                         true
                     }
                 }
             }
             // Out of line: most requests have no body, and the head path stays small.
-            Phase::Body { .. } => self.read_body(idx),
+            Phase::Body(_) => self.read_body(idx),
             _ => false,
         }
     }
@@ -756,15 +756,15 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return false;
         };
-        let Phase::Body {
+        let Phase::Body(receiving) = &mut conn.phase else {
+            return false;
+        };
+        let Receiving {
             body,
             state,
             last_read,
             ..
-        } = &mut conn.phase
-        else {
-            return false;
-        };
+        } = &mut **receiving;
         let input = &conn.rbuf[conn.rpos..];
         if input.is_empty() && !matches!(state, BodyState::Length(0)) {
             return false;
@@ -811,9 +811,10 @@ impl EventLoop {
                 receiving: false,
             },
         );
-        if let Phase::Body { request, body, .. } = phase {
+        if let Phase::Body(receiving) = phase {
+            let Receiving { request, body, .. } = *receiving;
             match body.finish() {
-                Ok(body) => self.dispatch(idx, *request, body),
+                Ok(body) => self.dispatch(idx, request, body),
                 Err(e) => self.body_not_stored(idx, &e),
             }
         }
@@ -1016,7 +1017,7 @@ impl EventLoop {
             };
             let idle = matches!(
                 conn.phase,
-                Phase::Head { .. } | Phase::Body { .. } | Phase::Closing { .. }
+                Phase::Head { .. } | Phase::Body(_) | Phase::Closing { .. }
             );
             if idle && conn.waiting() > 0 {
                 // Responses in flight in the connection's queue: they get the grace time,
@@ -1074,7 +1075,7 @@ impl EventLoop {
                         self.close(idx, false);
                     }
                 }
-                Phase::Body { .. } => {
+                Phase::Body(_) => {
                     self.refuse(
                         idx,
                         HttpError {
