@@ -139,9 +139,4 @@ impl MemoryPeer {
     pub fn closed(&self) -> Option<bool> {
         self.pipe.lock().closed
     }
-
-    /// Input the connection has not read yet.
-    pub fn unread_input(&self) -> usize {
-        self.pipe.lock().input.len()
-    }
 }

@@ -6,7 +6,6 @@
 //! then the link; the loop never takes a session's lock while it holds the link.
 
 use std::io;
-use std::mem::MaybeUninit;
 
 use mio::{Registry, Token};
 use parking_lot::{Mutex, MutexGuard};
@@ -45,11 +44,6 @@ impl Link {
     #[inline]
     pub fn has_pending_output(&self) -> bool {
         self.tls.is_some() && self.transport.lock().has_pending_output()
-    }
-
-    /// `Transport::read`.
-    pub fn read(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
-        self.transport.lock().read(buf)
     }
 
     pub fn shutdown_write(&self) {
