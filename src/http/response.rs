@@ -477,7 +477,8 @@ impl Response {
         };
         self.pending.flatten();
         let input = self.pending.flat_bytes().unwrap_or_default();
-        let mut z = Vec::with_capacity(input.len() / 2 + 64);
+        // `compress` reserves what the input can need, in one allocation.
+        let mut z = Vec::new();
         c.compress(input, last, &mut z);
         if c.failed() {
             // The deflate engine gave up (not expected): the stream cannot be finished

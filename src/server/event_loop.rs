@@ -870,7 +870,7 @@ impl EventLoop {
             compression_min_length: 0,
             compression_types: &[],
             server_header: &cfg.server_header,
-            compressors: &self.shared.compressors,
+            compressors: &self.shared.rt.compressors,
         };
         let mut r = Response::default();
         r.replace_with_error(status);

@@ -1,5 +1,5 @@
-//! The part of an event loop other threads may touch: its command inbox and waker, its
-//! counters, and the deflate states its responses reuse. Sessions reach their loop through it.
+//! The part of an event loop other threads may touch: its command inbox, waker and counters.
+//! Sessions reach their loop through it.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -14,7 +14,6 @@ use parking_lot::Mutex;
 use super::handles::Handle;
 use super::runtime::Runtime;
 use crate::abi::httpsrv_session;
-use crate::http::compress::CompressorPool;
 use crate::io::TlsAcceptor;
 
 thread_local! {
@@ -73,8 +72,6 @@ pub struct LoopShared {
     pub(super) sent_elsewhere: AtomicU64,
     /// Connections this loop holds, or has been handed and not yet adopted.
     pub(super) connections: AtomicUsize,
-    /// Deflate states reused by this loop's compressed responses.
-    pub compressors: CompressorPool,
     pub(super) inbox: Mutex<Inbox>,
     waker: Waker,
 }
@@ -88,7 +85,6 @@ impl LoopShared {
             sent_by_loop: AtomicU64::new(0),
             sent_elsewhere: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
-            compressors: CompressorPool::default(),
             inbox: Mutex::new(Inbox::default()),
             waker,
         }

@@ -10,6 +10,7 @@ use super::config::Config;
 use super::log::{self, Logger};
 use super::pool::Pool;
 use super::routes::Routes;
+use crate::http::compress::CompressorPool;
 use crate::http::request::Request;
 
 pub struct Runtime {
@@ -17,6 +18,8 @@ pub struct Runtime {
     pub routes: Routes,
     pub logger: Logger,
     pub pool: Pool,
+    /// Deflate states for compressed responses, shared by every loop and pool thread.
+    pub compressors: CompressorPool,
     stopping: AtomicBool,
     connections: AtomicUsize,
     access_log: Option<Mutex<Box<dyn Write + Send>>>,
@@ -37,7 +40,10 @@ impl Runtime {
             Some("-") => Some(Mutex::new(Box::new(std::io::stderr()))),
             Some(path) => Some(Mutex::new(Box::new(open_access_log(path)?))),
         };
+        // As many as can compress at once: every loop and every pool thread.
+        let compressors = CompressorPool::new(config.threads + config.pool_threads);
         Ok(Runtime {
+            compressors,
             config,
             routes,
             logger,

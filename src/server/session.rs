@@ -358,7 +358,7 @@ impl Session {
             compression_min_length: cfg.compression_min_length,
             compression_types: &cfg.compression_types,
             server_header: &cfg.server_header,
-            compressors: &self.lp.compressors,
+            compressors: &self.lp.rt.compressors,
         }
     }
 
