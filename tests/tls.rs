@@ -141,6 +141,70 @@ fn curl_verifies_the_certificate_and_gets_a_response() {
     assert_eq!(out.stdout, "Hello, world\n");
 }
 
+/// Request bodies over TLS, from two clients that are not rustls: pipelined uploads from Python
+/// (OpenSSL), sent in pieces that do not line up with records or requests while the echoes
+/// are read, with a Content-Length and chunked, from empty to 3 MiB (spooled to a file past
+/// body_buffer_bytes); and curl posting a 3 MiB file. Every body must come back exactly.
+#[test]
+fn uploads_over_tls_arrive_whole_pipelined_chunked_and_large() {
+    let d = cert_dir("uploads");
+    let b = HostBuilder::new().set("max_body_bytes", "8388608");
+    let (srv, port, crt, _) = tls_host(&d, &["up.test"], b);
+    let sizes = [
+        0,
+        1,
+        4095,
+        16_384,
+        16_397,
+        65_535,
+        65_537,
+        300_000,
+        3 << 20,
+        17,
+    ];
+    for chunked in [false, true] {
+        let mut c = Client::connect(port, Some("up.test"), None);
+        let (ok, report) = c.posts(&sizes, chunked);
+        assert_eq!(
+            ok,
+            sizes.len(),
+            "chunked {chunked}: {report}\n{}",
+            srv.diagnostics()
+        );
+        let (status, body, _) = c.get("/t/hello");
+        assert_eq!((status, body.as_str()), (200, "Hello, world\n"));
+    }
+
+    let body: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let (upload, echoed) = (d.join("upload.bin"), d.join("echoed.bin"));
+    std::fs::write(&upload, &body).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&crt)
+        .args(["--resolve", &format!("up.test:{port}:127.0.0.1")])
+        .arg("--data-binary")
+        .arg(format!("@{}", upload.display()))
+        .args(["-H", "Content-Type: application/octet-stream", "-o"])
+        .arg(&echoed)
+        .arg(format!("https://up.test:{port}/t/echo"))
+        .output()
+        .expect("curl (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "curl: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        srv.diagnostics()
+    );
+    let got = std::fs::read(&echoed).unwrap();
+    assert!(
+        got == body,
+        "curl's 3 MiB upload came back as {} bytes",
+        got.len()
+    );
+}
+
 /// Kills and reaps a child when dropped, so a failed assertion leaves nothing running.
 struct Reap(std::process::Child);
 

@@ -123,6 +123,20 @@ impl Client {
         (status, json_field(&l, "body").unwrap_or_default(), l)
     }
 
+    /// Pipelined `POST /t/echo` requests with bodies of `sizes` bytes (chunked or with a
+    /// Content-Length), sent while the answers are read: how many came back whole, and the
+    /// client's report.
+    pub fn posts(&mut self, sizes: &[usize], chunked: bool) -> (usize, String) {
+        let list: Vec<String> = sizes.iter().map(|n| n.to_string()).collect();
+        let mode = if chunked { " chunked" } else { "" };
+        writeln!(self.stdin, "POSTS {}{mode}", list.join(",")).unwrap();
+        let l = self.line();
+        let ok = json_field(&l, "ok")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no report of the uploads: {l}"));
+        (ok, l)
+    }
+
     /// Reads to the end: whether it ended with close_notify.
     pub fn eof_clean(&mut self) -> bool {
         writeln!(self.stdin, "EOF").unwrap();
