@@ -824,7 +824,7 @@ fn check_sequence(s: &Setup, ops: &[Op], pool: &CompressorPool) -> Result<(), St
 
 #[test]
 fn append_flush_final_sequences_are_framed_correctly() {
-    let pool = CompressorPool::default();
+    let pool = CompressorPool::new(4);
     let mut runner = TestRunner::new(config(1000));
     let result = runner.run(&(setup(), ops()), |(s, ops)| {
         check_sequence(&s, &ops, &pool).map_err(|e| TestCaseError::fail(format!("{s:?} {e}")))

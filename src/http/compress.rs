@@ -215,9 +215,6 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
 /// bytes when flushing so a full buffer does not make it repeat the flush marker.
 const MIN_SPARE: usize = 64;
 
-/// How many idle compressors a pool keeps when its owner does not say.
-const DEFAULT_KEPT_COMPRESSORS: usize = 4;
-
 /// Compressors kept for reuse, so a compressed response neither allocates nor sets up a
 /// deflate state (about 370 KiB): responses take one at their first flush and give it back at
 /// their last.
@@ -233,12 +230,6 @@ pub struct CompressorPool {
     #[allow(clippy::vec_box)]
     free: parking_lot::Mutex<Vec<Box<Compressor>>>,
     keep: usize,
-}
-
-impl Default for CompressorPool {
-    fn default() -> Self {
-        CompressorPool::new(DEFAULT_KEPT_COMPRESSORS)
-    }
 }
 
 impl CompressorPool {
@@ -268,11 +259,6 @@ impl CompressorPool {
         if free.len() < self.keep {
             free.push(c);
         }
-    }
-
-    /// How many idle compressors it holds.
-    pub fn idle(&self) -> usize {
-        self.free.lock().len()
     }
 }
 
@@ -995,7 +981,11 @@ mod tests {
         for c in taken {
             pool.give(c);
         }
-        assert_eq!(pool.idle(), 3, "two beyond the bound are dropped");
+        assert_eq!(
+            pool.free.lock().len(),
+            3,
+            "two beyond the bound are dropped"
+        );
         // The kept ones come back, reset for the new coding and level.
         for _ in 0..3 {
             let mut c = pool.take(Coding::Deflate, 6);
@@ -1006,7 +996,7 @@ mod tests {
             );
             roundtrip(&mut c, &text(5_000), 700);
         }
-        assert_eq!(pool.idle(), 0);
+        assert_eq!(pool.free.lock().len(), 0);
     }
 
     #[test]

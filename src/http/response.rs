@@ -555,7 +555,7 @@ impl Response {
                 // HEAD carries the fields GET would: the compressed length, when known.
                 if last {
                     let body = self.pending.flat_bytes().unwrap_or_default();
-                    let mut z = Vec::with_capacity(body.len() / 2 + 64);
+                    let mut z = Vec::new();
                     compressor.compress(body, true, &mut z);
                     self.fields
                         .push(b"Content-Length", z.len().to_string().as_bytes());

@@ -267,7 +267,7 @@ mod tests {
     }
 
     static POOL: std::sync::LazyLock<CompressorPool> =
-        std::sync::LazyLock::new(CompressorPool::default);
+        std::sync::LazyLock::new(|| CompressorPool::new(4));
 
     fn cx(version: u8) -> Context<'static> {
         Context {
