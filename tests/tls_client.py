@@ -67,43 +67,17 @@ def hello(name):
 def read_response(sock, buf, sent_at, arrivals):
     """Reads one response from `sock` (bytes already read in buf[0]); returns (status,
     headers, body)."""
-
-    def more():
+    while True:
+        r = parse_response(buf[0])
+        if r is not None:
+            status, headers, body, took = r
+            buf[0] = buf[0][took:]
+            return status, headers, body
         data = sock.recv(65536)
         if not data:
             raise EOFError("connection ended mid-response")
         buf[0] += data
         arrivals.append([round((time.monotonic() - sent_at) * 1000, 1), len(buf[0])])
-
-    while b"\r\n\r\n" not in buf[0]:
-        more()
-    head, rest = buf[0].split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        k, v = line.split(":", 1)
-        headers[k.strip().lower()] = v.strip()
-    buf[0] = rest
-    body = b""
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        while True:
-            while b"\r\n" not in buf[0]:
-                more()
-            size_line, buf[0] = buf[0].split(b"\r\n", 1)
-            size = int(size_line.split(b";")[0], 16)
-            while len(buf[0]) < size + 2:
-                more()
-            body += buf[0][:size]
-            buf[0] = buf[0][size + 2:]
-            if size == 0:
-                break
-    else:
-        length = int(headers.get("content-length", "0"))
-        while len(buf[0]) < length:
-            more()
-        body, buf[0] = buf[0][:length], buf[0][length:]
-    return status, headers, body
 
 
 def pattern(size, seed):
@@ -114,7 +88,8 @@ def pattern(size, seed):
 
 
 def parse_response(data):
-    """One whole response at the start of `data`: (status, body, bytes it took), or None."""
+    """One whole response at the start of `data`: (status, headers, body, bytes it took), or
+    None while it is incomplete."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
@@ -136,11 +111,11 @@ def parse_response(data):
             body += data[eol + 2:eol + 2 + size]
             at = eol + 2 + size + 2
             if size == 0:
-                return int(lines[0].split()[1]), body, at
+                return int(lines[0].split()[1]), headers, body, at
     length = int(headers.get("content-length", "0"))
     if len(data) < at + length:
         return None
-    return int(lines[0].split()[1]), data[at:at + length], at + length
+    return int(lines[0].split()[1]), headers, data[at:at + length], at + length
 
 
 def posts(sock, buf, sni, sizes, chunked):
@@ -195,7 +170,7 @@ def posts(sock, buf, sni, sizes, chunked):
                 r = parse_response(inbuf)
                 if r is None:
                     break
-                status, got, took = r
+                status, _, got, took = r
                 inbuf = inbuf[took:]
                 body = bodies[answered]
                 if status == 200 and got == body:
